@@ -1,0 +1,105 @@
+"""Capacity and admission: the devices' best responses, held to what the servers have.
+
+Rule (the paper leaves it open): every pending device best-responds to what the
+servers have left. Each server ranks the requests it receives by the profit they bring
+it (its term of eq. 11), highest first, ties to the lower device index, and admits
+them in that order while the running totals of CRBs and RRBs fit; it refuses the
+first request that does not fit and every one after it. Devices that chose to run
+locally or stay idle are settled too. Refused devices best-respond again to what is
+left (other servers, the rest of this one, local, idle), until every device is
+settled. The top-ranked request at each server always fits, so each pass settles at
+least one device per requested server and the loop ends within M passes.
+
+No server ever allocates more than it has: a device only asks for what is left, and a
+server admits only what fits. Every admitted device's choice stays a best response at
+the end, since others only take capacity away and its own purchase stays feasible.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from edgesplit.best_response import IDLE, Choice
+from edgesplit.delays import server_profit
+from edgesplit.scenario import Scenario
+
+
+def idle_choice(num_devices: int, dtype) -> Choice:
+    """Every device idle."""
+    ints = jnp.full(num_devices, IDLE, jnp.int32)
+    return Choice(
+        server=ints,
+        split=ints,
+        crbs=jnp.zeros(num_devices, jnp.int32),
+        rrbs=jnp.zeros(num_devices, jnp.int32),
+        utility=jnp.zeros(num_devices, dtype),
+        delay=jnp.full(num_devices, jnp.nan, dtype),
+    )
+
+
+def admit_in_profit_order(
+    scenario: Scenario, request: Choice, pending, price_crb, price_rrb, crbs_left, rrbs_left
+):
+    """Which pending requests each server admits: the longest profit-ranked prefix that fits."""
+    servers = scenario.servers
+    num_servers = servers.num_servers
+    target = jnp.where(pending, request.server, IDLE)
+    asks = target[:, None] == jnp.arange(num_servers)[None, :]  # (M, S)
+    profit = server_profit(
+        request.crbs, request.rrbs, price_crb[target], price_rrb[target],
+        servers.cost_crb[target], servers.cost_rrb[target],
+    )  # fmt: skip
+    rank_key = jnp.where(asks, -profit[:, None], jnp.inf)
+    order = jnp.argsort(rank_key, axis=0, stable=True)  # stable: ties keep device order
+    crbs_asked = jnp.take_along_axis(jnp.where(asks, request.crbs[:, None], 0), order, axis=0)
+    rrbs_asked = jnp.take_along_axis(jnp.where(asks, request.rrbs[:, None], 0), order, axis=0)
+    # Running totals only grow, so "fits" holds for a prefix of each server's ranking.
+    fits_sorted = (jnp.cumsum(crbs_asked, axis=0) <= crbs_left) & (
+        jnp.cumsum(rrbs_asked, axis=0) <= rrbs_left
+    )
+    columns = jnp.broadcast_to(jnp.arange(num_servers), order.shape)
+    fits = jnp.zeros_like(fits_sorted).at[order, columns].set(fits_sorted)
+    return jnp.any(asks & fits, axis=1)
+
+
+def respond_with_admission(scenario: Scenario, price_crb, price_rrb, respond) -> Choice:
+    """Every device's choice at these prices, with the servers' capacities enforced.
+
+    ``respond(crbs_left, rrbs_left)`` is the devices' unconstrained best response
+    (a :class:`Choice`) to what the servers have left, (S,) each.
+    """
+    devices, servers = scenario.devices, scenario.servers
+    settled = ~devices.active
+    dtype = devices.arrival_rate.dtype
+
+    def unsettled(state):
+        settled, *_ = state
+        return ~jnp.all(settled)
+
+    def one_pass(state):
+        settled, choice, crbs_left, rrbs_left = state
+        request = respond(crbs_left, rrbs_left)
+        pending = ~settled
+        admitted = admit_in_profit_order(
+            scenario, request, pending, price_crb, price_rrb, crbs_left, rrbs_left
+        )
+        settles = pending & ((request.server == IDLE) | admitted)
+        choice = jax.tree.map(lambda new, old: jnp.where(settles, new, old), request, choice)
+        bought = (request.server[:, None] == jnp.arange(servers.num_servers)) & admitted[:, None]
+        crbs_left = crbs_left - jnp.sum(
+            jnp.where(bought, request.crbs[:, None], 0), axis=0, dtype=jnp.int32
+        )
+        rrbs_left = rrbs_left - jnp.sum(
+            jnp.where(bought, request.rrbs[:, None], 0), axis=0, dtype=jnp.int32
+        )
+        return settled | settles, choice, crbs_left, rrbs_left
+
+    state = (
+        settled,
+        idle_choice(devices.num_devices, dtype),
+        jnp.where(servers.active, servers.crbs, 0),
+        jnp.where(servers.active, servers.rrbs, 0),
+    )
+    _, choice, _, _ = jax.lax.while_loop(unsettled, one_pass, state)
+    return choice

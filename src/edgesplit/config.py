@@ -1,0 +1,173 @@
+"""Every parameter of a random scenario, its default, unit and where the default comes from.
+
+This is the one place defaults live: :class:`Setup` (how a random scenario is drawn)
+and :class:`GameSettings` (how the game is played). The paper gives no numeric values beyond the
+Fig. 3/4 setup (20 MDs, 2 ESs, a 50 m disc, arrival rate 5 in Fig. 4), so each other
+default cites the standard or datasheet it is taken from, or says why it was chosen.
+``edgesplit defaults`` prints this table; the README carries a copy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import jax
+
+from edgesplit.models import REFERENCE_CLOCK_HZ
+from edgesplit.validation import choice, number
+
+
+def _param(default, unit: str, symbol: str, source: str, static: bool = False):
+    return field(
+        default=default,
+        metadata={"unit": unit, "symbol": symbol, "source": source, "static": static},
+    )
+
+
+@jax.tree_util.register_dataclass
+@dataclass(frozen=True)
+class Setup:
+    """How random scenarios are drawn. Numbers may be traced arrays (swept under ``jax.jit``);
+    ``models`` is static because it fixes the partition tables' shape."""
+
+    models: tuple[str, ...] = _param(
+        ("alexnet", "asr", "face"), "", "",
+        "Section IV: each MD runs AlexNet, speech or face recognition, picked uniformly at random",
+        static=True,
+    )  # fmt: skip
+    num_devices: int = _param(20, "", "M", "Fig. 3: 20 MDs")
+    num_servers: int = _param(2, "", "S", "Fig. 3: 2 ESs")
+    radius_m: float = _param(
+        50.0, "m", "", "Section IV: MDs and ESs uniform in a disc of radius 50 m"
+    )
+    min_distance_m: float = _param(
+        10.0,
+        "m",
+        "",
+        "3GPP TR 36.814 Table A.2.1.1.2-3: minimum UE-pico distance 10 m (path-loss law validity)",
+    )
+    mean_arrival_rate: float = _param(
+        5.0, "tasks/s", "mean λ_m", "Fig. 4: average arrival rate 5 tasks per unit time (1 s)"
+    )
+    arrival_spread: float = _param(
+        0.0, "", "",
+        "Section IV sets 'the average task arrival rate ... for each MD': every MD's Poisson "
+        "rate is the mean. A spread s > 0 draws λ_m uniformly in mean·[1 - s, 1 + s]",
+    )  # fmt: skip
+    cpu_hz: float = _param(
+        REFERENCE_CLOCK_HZ, "cycles/s", "C_m",
+        "Jetson TK1 GPU clock (852 MHz), the mobile GPU of the DjiNN/Neurosurgeon latency "
+        "profiles: an MD runs each layer in its measured time (AlexNet 81.8 ms)",
+    )  # fmt: skip
+    crb_hz: float = _param(
+        745e6, "cycles/s", "C_0",
+        "One SMX of an NVIDIA Tesla K40 (745 MHz base clock), the server GPU of the DjiNN "
+        "profiles; the TK1 GPU is one SMX of the same Kepler architecture: cycles compare 1:1",
+    )  # fmt: skip
+    crbs: int = _param(15, "CRBs", "", "A Tesla K40 has 15 SMX: one K40 per ES")
+    rrbs: int = _param(
+        100, "RRBs", "", "A 20 MHz LTE carrier has 100 resource blocks (3GPP TS 36.101 Table 5.6-1)"
+    )
+    rrb_bandwidth_hz: float = _param(
+        180e3, "Hz", "B_0", "One LTE resource block: 12 subcarriers × 15 kHz (3GPP TS 36.211)"
+    )
+    tx_power_dbm: float = _param(23.0, "dBm", "P_m", "LTE UE power class 3 (3GPP TS 36.101)")
+    noise_density_dbm_per_hz: float = _param(-174.0, "dBm/Hz", "", "Thermal noise at 290 K")
+    noise_figure_db: float = _param(
+        5.0, "dB", "", "Base-station receiver noise figure (3GPP TR 36.814)"
+    )
+    path_loss_intercept_db: float = _param(
+        140.7, "dB", "", "3GPP TR 36.814 pico-to-UE path loss 140.7 + 36.7 log10(d/km)"
+    )
+    path_loss_slope_db: float = _param(36.7, "dB/decade", "", "3GPP TR 36.814, as above")
+    result_delay: float = _param(
+        1e-3, "s", "t^(b)", "One LTE subframe (1 ms): the result is a few bytes (Section II)"
+    )
+    reward: float = _param(
+        1.0, "utility per task/s", "γ_m", "Normalisation: utilities are in units of γ"
+    )
+    delay_weight: float = _param(
+        1.0, "utility per s", "δ_m", "Choice: one second of delay costs one unit of utility"
+    )
+    payment_weight: float = _param(
+        1.0, "utility per price unit", "ω_m", "Normalisation: prices are in utility units"
+    )
+    cost_crb: float = _param(0.05, "utility/s per CRB", "f^(c)", "Choice: a small running cost")
+    cost_rrb: float = _param(0.05, "utility/s per RRB", "f^(r)", "Choice: equal to the CRB cost")
+    max_price: float = _param(
+        10.0, "utility/s per block", "max g",
+        "Algorithm 1 starts where no MD offloads: 1 CRB + 1 RRB then cost 2·max g ≥ γ·λ, "
+        "the whole reward, for every λ up to 20 (the top of the Fig. 3 grid)",
+    )  # fmt: skip
+    price_step: float = _param(
+        0.05, "utility/s per block", "Δ", "Choice: 0.5% of the maximum price"
+    )
+
+    def replace(self, **changes) -> Setup:
+        return dataclasses.replace(self, **changes)
+
+
+JOINT_MOVES = ((-1, -1), (1, 1))  # (CRB, RRB) steps below the maximum: -1 raises a price by Δ
+SEPARATE_MOVES = ((-1, 0), (0, -1), (1, 0), (0, 1))
+
+
+@dataclass(frozen=True)
+class GameSettings:
+    """How the price game is played and the best response computed.
+
+    Static (hashable) under ``jax.jit``: changing a setting compiles a new program.
+    """
+
+    update: str = _param(
+        "simultaneous", "", "",
+        "Algorithm 1's listing: every ES decides against the same prices, all apply together. "
+        "'sequential' follows the prose instead (ESs update in turn)",
+    )  # fmt: skip
+    joint_price: bool = _param(
+        True, "", "g^(c) = g^(r)", "Section II: a CRB is worth the same as an RRB"
+    )
+    max_rounds: int = _param(
+        2000, "rounds", "", "Choice: 10× the rounds needed to walk from max g to 0 in steps Δ"
+    )
+    min_gain: float = _param(
+        1e-4, "utility", "",
+        "Section III's 'preset threshold': a move must gain more; 1e-4 is 0.01% of a typical "
+        "utility and above float32 rounding of utilities around 10",
+    )  # fmt: skip
+    cycle_window: int = _param(
+        8, "rounds", "", "Choice: revisits within 8 rounds stop the game at once; longer cycles "
+        "are caught by a checkpoint at every power of two rounds",
+    )  # fmt: skip
+    best_response: str = _param(
+        "exact", "", "", "Closed-form integer optimum; 'exhaustive' scans every (y, z) (the oracle)"
+    )
+    crb_grid: int = _param(0, "CRBs", "", "Exhaustive only: largest y tried (>= every ES's CRBs)")
+    rrb_grid: int = _param(0, "RRBs", "", "Exhaustive only: largest z tried (>= every ES's RRBs)")
+
+    def __post_init__(self):
+        choice(self.update, "update", ("simultaneous", "sequential"))
+        choice(self.best_response, "best_response", ("exact", "exhaustive"))
+        number(self.max_rounds, "max_rounds", at_least=1, integer=True)
+        number(self.cycle_window, "cycle_window", at_least=1, integer=True)
+        number(self.min_gain, "min_gain", at_least=0)
+
+    @property
+    def moves(self) -> tuple[tuple[int, int], ...]:
+        """Algorithm 1's trial moves in the order tried: rises before cuts."""
+        return JOINT_MOVES if self.joint_price else SEPARATE_MOVES
+
+    def replace(self, **changes) -> GameSettings:
+        return dataclasses.replace(self, **changes)
+
+
+def defaults_markdown() -> str:
+    """The defaults as a Markdown table: parameter, default, unit, symbol, source."""
+    lines = ["| parameter | default | unit | symbol | source |", "|---|---|---|---|---|"]
+    for f in dataclasses.fields(Setup) + dataclasses.fields(GameSettings):
+        meta = f.metadata
+        default = ", ".join(f.default) if isinstance(f.default, tuple) else repr(f.default)
+        lines.append(
+            f"| `{f.name}` | {default} | {meta['unit']} | {meta['symbol']} | {meta['source']} |"
+        )
+    return "\n".join(lines)

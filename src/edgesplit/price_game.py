@@ -1,0 +1,192 @@
+"""The servers' price game, Algorithm 1 of the paper.
+
+Prices start at the maximum, where no device offloads. In each round every server
+tries its price one step Δ up and one step down against the devices' best responses
+(with admission, :mod:`edgesplit.admission`), and keeps the first move, up before
+down as in the listing, that raises its utility (eq. 11) by more than ``min_gain``.
+
+What the paper leaves open, settled here:
+
+* **No buyers.** At the maximum price nobody buys and every move leaves a server's
+  utility at 0, so the listing would never move, yet the prose has prices "adjusting
+  down step-by-step to attract the MDs". A server that sells nothing and finds no
+  improving move lowers its price by Δ, but never below its cost (the price at which
+  a sale would lose money).
+* **Order.** ``simultaneous`` (default, the listing): every server decides against
+  the same prices and all apply their moves at the end of the round. ``sequential``
+  (the prose): servers decide one after another within a round, each seeing the
+  moves made before it.
+* **Stop rule.** The game stops when a round changes no price (converged: every
+  move gains at most ``min_gain``, the paper's threshold), when the prices return to
+  an earlier state (a cycle: two servers undercutting each other in turn, the
+  Edgeworth cycles of price competition under capacity limits, have no pure
+  equilibrium to converge to), or after ``max_rounds`` rounds. Only the first counts
+  as converged; the others report the last prices played.
+* **Joint or separate prices.** Joint (default, the paper's g^(c) = g^(r)): one price
+  per server moves both. Separate: a server tries CRB up, RRB up, CRB down, RRB down,
+  and keeps the first that improves.
+
+Prices live on the grid max_price - k·Δ (clipped at 0), stored as the integer k, so
+that rounds compare exactly and no rounding drifts.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+import jax
+import jax.numpy as jnp
+
+from edgesplit.admission import respond_with_admission
+from edgesplit.best_response import (
+    Choice,
+    choose,
+    offload_options_exact,
+    offload_options_exhaustive,
+)
+from edgesplit.config import GameSettings
+from edgesplit.scenario import Scenario, Servers
+from edgesplit.schemes import Options
+
+
+class Status(IntEnum):
+    CONVERGED = 0  # a round changed no price
+    CYCLE = 1  # prices came back to an earlier state
+    ROUND_LIMIT = 2  # max_rounds played without either
+    FIXED_PRICES = 3  # no game: the devices responded to given prices
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+_RUNNING = -1
+
+# A step of +1 lowers a price by Δ; the moves each server tries are GameSettings.moves.
+DESCENT = (1, 1)
+PRICE_TOLERANCE = 1e-9  # relative to max_price: grid prices are max_price - k·Δ in floating point
+
+
+def prices_at(servers: Servers, steps):
+    """Prices (CRB, RRB) that are ``steps`` (S, 2) steps Δ below the maximum, clipped at 0."""
+    prices = servers.max_price[:, None] - steps * servers.price_step[:, None]
+    prices = jnp.clip(prices, 0.0, servers.max_price[:, None])
+    return prices[:, 0], prices[:, 1]
+
+
+def market(
+    scenario: Scenario, options: Options, settings: GameSettings, price_crb, price_rrb
+) -> Choice:
+    """The devices' choices at these prices, capacities enforced."""
+
+    def respond(crbs_left, rrbs_left):
+        if settings.best_response == "exact":
+            offload = offload_options_exact(scenario, price_crb, price_rrb, crbs_left, rrbs_left)
+        else:
+            offload = offload_options_exhaustive(
+                scenario, price_crb, price_rrb, crbs_left, rrbs_left,
+                settings.crb_grid, settings.rrb_grid,
+            )  # fmt: skip
+        return choose(scenario, options, offload)
+
+    return respond_with_admission(scenario, price_crb, price_rrb, respond)
+
+
+def server_sales(scenario: Scenario, choice: Choice, price_crb, price_rrb):
+    """Each server's utility (eq. 11) and the CRBs and RRBs it sold, (S,) each."""
+    servers = scenario.servers
+    buys = choice.server[:, None] == jnp.arange(servers.num_servers)[None, :]  # (M, S)
+    crbs_sold = jnp.sum(jnp.where(buys, choice.crbs[:, None], 0), axis=0, dtype=jnp.int32)
+    rrbs_sold = jnp.sum(jnp.where(buys, choice.rrbs[:, None], 0), axis=0, dtype=jnp.int32)
+    utility = crbs_sold * (price_crb - servers.cost_crb) + rrbs_sold * (
+        price_rrb - servers.cost_rrb
+    )
+    return utility, crbs_sold, rrbs_sold
+
+
+def _utility_at_steps(scenario, options, settings, steps):
+    price_crb, price_rrb = prices_at(scenario.servers, steps)
+    choice = market(scenario, options, settings, price_crb, price_rrb)
+    return server_sales(scenario, choice, price_crb, price_rrb)
+
+
+def _decide(scenario, options, settings, steps, server, current_utility, sold_nothing):
+    """Server ``server``'s next steps (2,) given everyone's current ``steps`` (S, 2)."""
+    servers = scenario.servers
+    top = jnp.ceil(servers.max_price[server] / servers.price_step[server]).astype(steps.dtype)
+    own = steps[server]
+    moves = jnp.asarray(settings.moves, steps.dtype)
+    tries = jnp.clip(own[None, :] + moves, 0, top)  # (C, 2)
+    tentative = jax.vmap(lambda row: steps.at[server].set(row))(tries)
+    utilities = jax.vmap(lambda st: _utility_at_steps(scenario, options, settings, st)[0])(
+        tentative
+    )
+    improves = utilities[:, server] - current_utility > settings.min_gain
+    best_move = jnp.where(jnp.any(improves), tries[jnp.argmax(improves)], own)
+
+    # No buyers and nothing better: step down to attract them, but not below cost
+    # (up to the rounding of max_price - k·Δ, so that a grid price equal to cost is allowed).
+    lower = own + jnp.asarray(DESCENT, steps.dtype)
+    price_crb, price_rrb = prices_at(servers, steps.at[server].set(lower))
+    slack = PRICE_TOLERANCE * servers.max_price[server]
+    above_cost = (price_crb[server] >= servers.cost_crb[server] - slack) & (
+        price_rrb[server] >= servers.cost_rrb[server] - slack
+    )
+    descends = ~jnp.any(improves) & sold_nothing & above_cost & jnp.all(lower <= top)
+    return jnp.where(servers.active[server], jnp.where(descends, lower, best_move), own)
+
+
+def _simultaneous_round(scenario, options, settings, steps):
+    utility, crbs_sold, rrbs_sold = _utility_at_steps(scenario, options, settings, steps)
+    sold_nothing = (crbs_sold == 0) & (rrbs_sold == 0)
+    servers = jnp.arange(scenario.servers.num_servers)
+    return jax.vmap(
+        lambda s: _decide(scenario, options, settings, steps, s, utility[s], sold_nothing[s])
+    )(servers)
+
+
+def _sequential_round(scenario, options, settings, steps):
+    def turn(server, steps):
+        utility, crbs_sold, rrbs_sold = _utility_at_steps(scenario, options, settings, steps)
+        sold_nothing = (crbs_sold[server] == 0) & (rrbs_sold[server] == 0)
+        row = _decide(scenario, options, settings, steps, server, utility[server], sold_nothing)
+        return steps.at[server].set(row)
+
+    return jax.lax.fori_loop(0, scenario.servers.num_servers, turn, steps)
+
+
+def play(scenario: Scenario, options: Options, settings: GameSettings):
+    """Algorithm 1 from the maximum prices. Returns (steps (S, 2), rounds, status)."""
+    num_servers = scenario.servers.num_servers
+    play_round = _simultaneous_round if settings.update == "simultaneous" else _sequential_round
+
+    def running(state):
+        return state[2] == _RUNNING
+
+    def one_round(state):
+        steps, rounds, _, recent, checkpoint = state
+        new = play_round(scenario, options, settings, steps)
+        rounds = rounds + 1
+        # A short memory catches short cycles at once; a checkpoint taken at every power
+        # of two rounds (Brent) catches a cycle of any length within twice its reach.
+        seen = jnp.any(jnp.all(recent == new[None], axis=(1, 2))) | jnp.all(checkpoint == new)
+        status = jnp.where(
+            jnp.all(new == steps),
+            Status.CONVERGED,
+            jnp.where(
+                seen,
+                Status.CYCLE,
+                jnp.where(rounds >= settings.max_rounds, Status.ROUND_LIMIT, _RUNNING),
+            ),
+        ).astype(jnp.int32)
+        recent = jnp.roll(recent, 1, axis=0).at[0].set(steps)
+        checkpoint = jnp.where((rounds & (rounds - 1)) == 0, new, checkpoint)
+        return new, rounds, status, recent, checkpoint
+
+    steps = jnp.zeros((num_servers, 2), jnp.int32)
+    never = jnp.full((settings.cycle_window, num_servers, 2), -1, jnp.int32)
+    status = jnp.where(options.servers_play, _RUNNING, Status.CONVERGED).astype(jnp.int32)
+    steps, rounds, status, _, _ = jax.lax.while_loop(
+        running, one_round, (steps, jnp.int32(0), status, never, never[0])
+    )
+    return steps, rounds, status

@@ -1,0 +1,87 @@
+"""Solve one scenario: play the price game, settle the devices, certify the result.
+
+:func:`solve` and :func:`solve_at_prices` take one scenario, unbatched; ``jax.vmap``
+them over a batch (the sweep layer does). They are jit-compiled with the settings
+static, so a new scenario of the same shapes reuses the compiled program.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+
+from edgesplit.best_response import Choice
+from edgesplit.certificate import device_gains, server_gains
+from edgesplit.config import GameSettings
+from edgesplit.price_game import Status, market, play, prices_at, server_sales
+from edgesplit.scenario import Scenario
+from edgesplit.schemes import scheme_options
+
+
+@jax.tree_util.register_dataclass
+@dataclass(frozen=True)
+class Solution:
+    """A solved scenario."""
+
+    devices: Choice  # what each device does, (M,)
+    price_crb: jax.Array  # (S,) final CRB price g^(c)
+    price_rrb: jax.Array  # (S,) final RRB price g^(r)
+    server_utility: jax.Array  # (S,) eq. (11)
+    crbs_sold: jax.Array  # (S,) int32
+    rrbs_sold: jax.Array  # (S,) int32
+    rounds: jax.Array  # () int32, rounds of Algorithm 1 played
+    status: jax.Array  # () int32, a Status
+    device_violation: jax.Array  # () largest gain of a device deviating alone
+    server_violation: jax.Array  # () largest gain of a server moving its price by Δ
+
+    @property
+    def converged(self) -> jax.Array:
+        return self.status == Status.CONVERGED
+
+    @property
+    def certificate(self) -> jax.Array:
+        """The largest gain any player could get by deviating: 0 at an equilibrium."""
+        return jnp.maximum(self.device_violation, self.server_violation)
+
+
+def _settle(scenario, options, settings, price_crb, price_rrb, rounds, status) -> Solution:
+    choice = market(scenario, options, settings, price_crb, price_rrb)
+    utility, crbs_sold, rrbs_sold = server_sales(scenario, choice, price_crb, price_rrb)
+    return Solution(
+        devices=choice,
+        price_crb=price_crb,
+        price_rrb=price_rrb,
+        server_utility=utility,
+        crbs_sold=crbs_sold,
+        rrbs_sold=rrbs_sold,
+        rounds=rounds,
+        status=status,
+        device_violation=jnp.max(device_gains(scenario, options, price_crb, price_rrb, choice)),
+        server_violation=jnp.max(server_gains(scenario, options, settings, price_crb, price_rrb)),
+    )
+
+
+@partial(jax.jit, static_argnames="settings")
+def solve(scenario: Scenario, scheme, settings: GameSettings = GameSettings()) -> Solution:
+    """Play Algorithm 1 under ``scheme`` (a :class:`~edgesplit.schemes.Scheme` or its int)."""
+    options = scheme_options(scenario, jnp.asarray(scheme, jnp.int32))
+    steps, rounds, status = play(scenario, options, settings)
+    price_crb, price_rrb = prices_at(scenario.servers, steps)
+    return _settle(scenario, options, settings, price_crb, price_rrb, rounds, status)
+
+
+@partial(jax.jit, static_argnames="settings")
+def solve_at_prices(
+    scenario: Scenario, scheme, price_crb, price_rrb, settings: GameSettings = GameSettings()
+) -> Solution:
+    """The devices' response (with admission) to given prices; no price game."""
+    options = scheme_options(scenario, jnp.asarray(scheme, jnp.int32))
+    dtype = scenario.servers.crb_hz.dtype
+    return _settle(
+        scenario, options, settings,
+        jnp.asarray(price_crb, dtype), jnp.asarray(price_rrb, dtype),
+        jnp.int32(0), jnp.int32(Status.FIXED_PRICES),
+    )  # fmt: skip

@@ -1,0 +1,80 @@
+"""Shared test set-up: float64, and random scenario files for the reference checks."""
+
+from __future__ import annotations
+
+import zlib
+
+import jax
+import numpy as np
+import pytest
+
+jax.config.update("jax_enable_x64", True)
+
+
+def random_problem(
+    rng: np.random.Generator,
+    num_devices: int,
+    num_servers: int,
+    *,
+    max_layers: int = 4,
+    max_crbs: int = 5,
+    max_rrbs: int = 5,
+    max_price: tuple[float, float] = (1.0, 3.0),
+    price_step: tuple[float, float] = (0.1, 0.4),
+) -> dict:
+    """A random scenario in the JSON file format, scaled so that every option occurs:
+    local, offload at any split, idle, capacity shortages and unstable queues."""
+    models = {}
+    devices = []
+    for m in range(num_devices):
+        layers = int(rng.integers(1, max_layers + 1))
+        cycles = rng.uniform(0.2e8, 2e8, layers)
+        cycles[rng.random(layers) < 0.1] = 0.0  # layers with no work (reshape, dropout)
+        bits = rng.uniform(0.05e6, 2e6, layers)
+        models[f"net{m}"] = {
+            "input_bits": float(rng.uniform(0.2e6, 2e6)),
+            "layers": [
+                {"name": f"l{j}", "cycles": float(cycles[j]), "output_bits": float(bits[j])}
+                for j in range(layers)
+            ],
+        }
+        devices.append(
+            {
+                "model": f"net{m}",
+                "cpu_hz": float(rng.uniform(0.5e9, 3e9)),
+                "arrival_rate": float(rng.uniform(0.5, 15.0)),
+                "reward": float(rng.uniform(0.5, 2.0)),
+                "delay_weight": float(rng.uniform(0.1, 5.0)),
+                "payment_weight": float(rng.uniform(0.2, 2.0)),
+            }
+        )
+    servers = []
+    for _ in range(num_servers):
+        top = float(rng.uniform(*max_price))
+        servers.append(
+            {
+                "crb_hz": float(rng.uniform(0.5e9, 3e9)),
+                "crbs": int(rng.integers(1, max_crbs + 1)),
+                "rrbs": int(rng.integers(1, max_rrbs + 1)),
+                "cost_crb": float(rng.uniform(0.0, 0.2)),
+                "cost_rrb": float(rng.uniform(0.0, 0.2)),
+                "max_price": top,
+                "price_step": float(rng.uniform(*price_step)),
+                "result_delay": float(rng.uniform(0.0, 0.01)),
+                "price_crb": float(rng.uniform(0.0, top)),
+                "price_rrb": float(rng.uniform(0.0, top)),
+            }
+        )
+    rates = rng.uniform(0.5e6, 5e6, (num_devices, num_servers))
+    return {
+        "models": models,
+        "devices": devices,
+        "servers": servers,
+        "rate_per_rrb": rates.tolist(),
+    }
+
+
+@pytest.fixture
+def rng(request) -> np.random.Generator:
+    """A generator seeded by the test's name, so each test draws its own fixed cases."""
+    return np.random.default_rng(zlib.crc32(request.node.name.encode()))

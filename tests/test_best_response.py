@@ -1,0 +1,166 @@
+"""The two best-response kernels against each other and against the plain-Python loops."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import reference
+from conftest import random_problem
+from edgesplit.best_response import (
+    IDLE,
+    best_block_count,
+    choose,
+    offload_options_exact,
+    offload_options_exhaustive,
+)
+from edgesplit.scenario import pad_scenario, stack
+from edgesplit.scenario_file import parse_scenario
+from edgesplit.schemes import Scheme, scheme_options
+
+NUM_DEVICES, NUM_SERVERS, MAX_LAYERS, MAX_BLOCKS = 3, 3, 4, 6
+
+
+def batch(rng, count):
+    """``count`` random scenario files, their stacked arrays, prices and capacities left."""
+    problems = [
+        random_problem(
+            rng,
+            NUM_DEVICES,
+            NUM_SERVERS,
+            max_layers=MAX_LAYERS,
+            max_crbs=MAX_BLOCKS,
+            max_rrbs=MAX_BLOCKS,
+        )
+        for _ in range(count)
+    ]
+    scenarios = stack(
+        [
+            pad_scenario(parse_scenario(p).scenario, NUM_DEVICES, NUM_SERVERS, MAX_LAYERS + 1)
+            for p in problems
+        ]
+    )
+    price_crb = rng.uniform(0.0, 2.0, (count, NUM_SERVERS))
+    price_rrb = rng.uniform(0.0, 2.0, (count, NUM_SERVERS))
+    price_crb[rng.random(price_crb.shape) < 0.05] = 0.0  # free resources: buy all there is
+    crbs_left = rng.integers(0, MAX_BLOCKS + 1, (count, NUM_DEVICES, NUM_SERVERS)).astype(np.int32)
+    rrbs_left = rng.integers(0, MAX_BLOCKS + 1, (count, NUM_DEVICES, NUM_SERVERS)).astype(np.int32)
+    schemes = rng.integers(0, len(Scheme), count).astype(np.int32)
+    return problems, scenarios, price_crb, price_rrb, crbs_left, rrbs_left, schemes
+
+
+def respond(method):
+    def one(scenario, scheme, price_crb, price_rrb, crbs_left, rrbs_left):
+        options = scheme_options(scenario, scheme)
+        if method == "exact":
+            offload = offload_options_exact(scenario, price_crb, price_rrb, crbs_left, rrbs_left)
+        else:
+            offload = offload_options_exhaustive(
+                scenario, price_crb, price_rrb, crbs_left, rrbs_left, MAX_BLOCKS, MAX_BLOCKS
+            )
+        return choose(scenario, options, offload)
+
+    return jax.jit(jax.vmap(one))
+
+
+def test_exact_equals_exhaustive_on_a_thousand_scenarios(rng):
+    _, scenarios, price_crb, price_rrb, crbs_left, rrbs_left, schemes = batch(rng, 1200)
+    args = (scenarios, schemes, price_crb, price_rrb, crbs_left, rrbs_left)
+    exact = respond("exact")(*args)
+    exhaustive = respond("exhaustive")(*args)
+    np.testing.assert_allclose(exact.utility, exhaustive.utility, rtol=1e-9, atol=1e-12)
+    # Choices agree wherever the best option is unique (ties are measure-zero here).
+    for field in ("server", "split", "crbs", "rrbs"):
+        np.testing.assert_array_equal(
+            getattr(exact, field), getattr(exhaustive, field), err_msg=field
+        )
+    # The cases cover every kind of answer.
+    assert np.any(exact.server >= 0) and np.any(exact.split == IDLE)
+    local = (exact.server == IDLE) & (exact.split > 0)
+    assert np.any(local)
+    assert np.any((exact.server >= 0) & (exact.split == 0))
+    assert np.any((exact.server >= 0) & (exact.split > 0))
+    assert len(np.unique(exact.crbs)) == MAX_BLOCKS + 1  # 0..MAX_BLOCKS all occur
+
+
+def test_both_kernels_equal_the_python_loops(rng):
+    problems, scenarios, price_crb, price_rrb, crbs_left, rrbs_left, schemes = batch(rng, 250)
+    args = (scenarios, schemes, price_crb, price_rrb, crbs_left, rrbs_left)
+    results = {
+        method: jax.tree.map(np.asarray, respond(method)(*args))
+        for method in ("exact", "exhaustive")
+    }
+    for i, problem in enumerate(problems):
+        for m in range(NUM_DEVICES):
+            expected = reference.best_response(
+                problem, m, price_crb[i].tolist(), price_rrb[i].tolist(),
+                crbs_left[i, m].tolist(), rrbs_left[i, m].tolist(), int(schemes[i]),
+            )  # fmt: skip
+            for method, got in results.items():
+                where = f"{method} scenario {i} device {m}"
+                assert got.utility[i, m] == pytest.approx(expected.utility, rel=1e-9, abs=1e-12), (
+                    where
+                )
+                assert got.server[i, m] == (IDLE if expected.server is None else expected.server), (
+                    where
+                )
+                assert got.split[i, m] == (IDLE if expected.split is None else expected.split), (
+                    where
+                )
+                assert (got.crbs[i, m], got.rrbs[i, m]) == (expected.crbs, expected.rrbs), where
+                if expected.delay is None:
+                    assert np.isnan(got.delay[i, m]), where
+                else:
+                    assert got.delay[i, m] == pytest.approx(expected.delay, rel=1e-9), where
+
+
+def test_block_count_is_the_integer_minimum():
+    """The closed form against a scan of n, including boundary cases."""
+    cases = [
+        # work, capacity per block, λ, δ, ω·g, most blocks
+        (1.0, 1.0, 2.0, 1.0, 0.1, 50),  # interior optimum
+        (1.0, 1.0, 3.0, 1.0, 1e-9, 50),  # nearly free: buy the most
+        (1.0, 1.0, 3.0, 1.0, 0.0, 50),  # free: buy the most
+        (1.0, 1.0, 3.0, 0.0, 0.5, 50),  # delay costs nothing: the least stable count
+        (1.0, 1.0, 3.0, 1.0, 100.0, 50),  # dear: the least stable count
+        (1.0, 1.0, 3.0, 1.0, 0.1, 3),  # λ·W/K = 3 exactly: 3 blocks are unstable
+        (0.0, 1.0, 3.0, 1.0, 0.1, 5),  # no work: one block
+        (0.1, 0.3, 9.0, 1.0, 0.2, 10),  # λ·W/K = 3.0000000000000004 in floating point
+    ]
+    for work, capacity, lam, delta, price, most in cases:
+        n, sojourn = best_block_count(
+            jnp.float64(work), jnp.float64(capacity), jnp.float64(lam), jnp.float64(delta),
+            jnp.float64(price), most,
+        )  # fmt: skip
+        costs = []
+        for k in range(1, most + 1):
+            margin = k * capacity - lam * work
+            costs.append(delta * work / margin + price * k if margin > 0 else np.inf)
+        if np.all(np.isinf(costs)):
+            assert int(n) == 0 and np.isinf(sojourn)
+        else:
+            best = int(np.argmin(costs)) + 1
+            assert int(n) == best, (work, capacity, lam, delta, price, most)
+            assert float(sojourn) == pytest.approx(
+                work / (best * capacity - lam * work) if work else 0.0
+            )
+
+
+@pytest.mark.parametrize("scheme", list(Scheme))
+def test_schemes_restrict_the_options(rng, scheme):
+    problems, scenarios, price_crb, price_rrb, crbs_left, rrbs_left, _ = batch(rng, 300)
+    schemes = np.full(len(problems), int(scheme), np.int32)
+    got = respond("exact")(scenarios, schemes, price_crb, price_rrb, crbs_left, rrbs_left)
+    offloads = np.asarray(got.server) >= 0
+    if scheme == Scheme.USER_ONLY:
+        assert not offloads.any()
+    elif scheme == Scheme.EDGE_ONLY:
+        assert offloads.any() and np.all(np.asarray(got.split)[~offloads] == IDLE)
+        assert np.all(np.asarray(got.split)[offloads] == 0)
+    elif scheme == Scheme.HEURISTIC:
+        strongest = np.argmax(np.asarray(scenarios.rate_per_rrb), axis=2)
+        assert offloads.any() and np.all(np.asarray(got.server)[offloads] == strongest[offloads])
+    else:
+        assert offloads.any()

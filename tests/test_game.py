@@ -1,0 +1,247 @@
+"""Admission and Algorithm 1 against the plain-Python reference, and solved-game properties."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import reference
+from conftest import random_problem
+from edgesplit.best_response import IDLE
+from edgesplit.certificate import device_gains, server_gains
+from edgesplit.config import GameSettings
+from edgesplit.price_game import Status, market, prices_at
+from edgesplit.scenario import pad_scenario, stack, unstack
+from edgesplit.scenario_file import parse_scenario
+from edgesplit.schemes import Scheme, scheme_options
+from edgesplit.solve import solve, solve_at_prices
+
+
+def picks_of(solution, index=None):
+    """The devices' choices as reference Picks."""
+    take = (lambda x: np.asarray(x)) if index is None else (lambda x: np.asarray(x)[index])
+    d = {k: take(v) for k, v in vars(solution.devices).items()}
+    return [
+        reference.Pick(
+            utility=float(d["utility"][m]),
+            server=None if d["server"][m] == IDLE else int(d["server"][m]),
+            split=None if d["split"][m] == IDLE else int(d["split"][m]),
+            crbs=int(d["crbs"][m]),
+            rrbs=int(d["rrbs"][m]),
+        )
+        for m in range(len(d["server"]))
+    ]
+
+
+def assert_same_picks(got, expected, where):
+    for m, (g, e) in enumerate(zip(got, expected, strict=True)):
+        assert (g.server, g.split, g.crbs, g.rrbs) == (e.server, e.split, e.crbs, e.rrbs), (
+            f"{where} device {m}"
+        )
+        assert g.utility == pytest.approx(e.utility, rel=1e-9, abs=1e-12), f"{where} device {m}"
+
+
+def test_admission_equals_the_reference(rng):
+    """Crowded servers: many devices, few blocks, cheap prices."""
+    for case in range(40):
+        problem = random_problem(rng, 8, 2, max_crbs=6, max_rrbs=6)
+        parsed = parse_scenario(problem)
+        scheme = int(rng.integers(0, 3))
+        scenario = pad_scenario(parsed.scenario, 8, 2, 5)
+        got = solve_at_prices(scenario, scheme, parsed.price_crb, parsed.price_rrb)
+        expected = reference.market(
+            problem, parsed.price_crb.tolist(), parsed.price_rrb.tolist(), scheme
+        )
+        assert_same_picks(picks_of(got), expected, f"case {case}")
+
+
+SETTINGS = [
+    GameSettings(),
+    GameSettings(update="sequential"),
+    GameSettings(joint_price=False),
+    GameSettings(update="sequential", joint_price=False, min_gain=0.01),
+]
+
+
+@pytest.mark.parametrize(
+    "settings", SETTINGS, ids=["simultaneous", "sequential", "separate", "seq-separate"]
+)
+def test_price_game_equals_the_reference(rng, settings):
+    statuses = set()
+    for case in range(12):
+        num_servers = int(rng.integers(1, 4))
+        problem = random_problem(rng, int(rng.integers(2, 5)), num_servers, max_crbs=4, max_rrbs=4)
+        # Padded to one shape: one compilation, and padding must not change the game.
+        scenario = pad_scenario(parse_scenario(problem).scenario, 4, 3, 5)
+        scheme = case % len(Scheme)
+        got = solve(scenario, scheme, settings)
+        steps, rounds, status = reference.play(
+            problem, scheme, settings.update, settings.joint_price, settings.max_rounds,
+            settings.min_gain, settings.cycle_window,
+        )  # fmt: skip
+        where = f"case {case} scheme {Scheme(scheme).label}"
+        assert (int(got.rounds), int(got.status)) == (rounds, status), where
+        price_crb, price_rrb = reference.prices_at(problem, steps)
+        # Same grid point; the last bit may differ (XLA fuses max - k·Δ into one FMA).
+        np.testing.assert_allclose(
+            got.price_crb[:num_servers], price_crb, rtol=1e-12, err_msg=where
+        )
+        np.testing.assert_allclose(
+            got.price_rrb[:num_servers], price_rrb, rtol=1e-12, err_msg=where
+        )
+        expected = reference.market(problem, price_crb, price_rrb, scheme)
+        assert_same_picks(picks_of(got)[: len(expected)], expected, where)
+        assert all(p.split is None for p in picks_of(got)[len(expected) :]), where
+        statuses.add(status)
+    assert Status.CONVERGED in statuses
+
+
+def test_round_limit_and_cycles_are_reported(rng):
+    """A game cut short reports the limit; the reference sees the same."""
+    problem = random_problem(
+        rng, 4, 2, max_crbs=4, max_rrbs=4, max_price=(2.0, 2.0), price_step=(0.1, 0.1)
+    )
+    parsed = parse_scenario(problem)
+    got = solve(parsed.scenario, Scheme.PROPOSED, GameSettings(max_rounds=3))
+    assert int(got.status) == Status.ROUND_LIMIT and int(got.rounds) == 3
+    assert not bool(got.converged)
+    assert reference.play(problem, 0, max_rounds=3)[1:] == (3, Status.ROUND_LIMIT)
+
+
+def solved_batch(rng, count, settings=GameSettings()):
+    problems = [
+        random_problem(
+            rng, 6, 3, max_crbs=12, max_rrbs=12, max_price=(1.0, 4.0), price_step=(0.05, 0.3)
+        )
+        for _ in range(count)
+    ]
+    scenarios = stack([pad_scenario(parse_scenario(p).scenario, 6, 3, 5) for p in problems])
+    schemes = np.arange(count, dtype=np.int32) % len(Scheme)
+    solutions = jax.jit(jax.vmap(lambda sc, k: solve(sc, k, settings)))(scenarios, schemes)
+    return problems, scenarios, schemes, solutions
+
+
+def test_solved_games_hold_their_properties(rng):
+    problems, _, _, solutions = solved_batch(rng, 240)
+    converged = np.asarray(solutions.converged)
+    assert converged.mean() > 0.5
+    for i, problem in enumerate(problems):
+        where = f"game {i}"
+        price_crb = np.asarray(solutions.price_crb[i]).tolist()
+        price_rrb = np.asarray(solutions.price_rrb[i]).tolist()
+        picks = picks_of(solutions, i)
+        # Capacities never exceeded.
+        _, crbs, rrbs = reference.server_utilities(problem, picks, price_crb, price_rrb)
+        for s, server in enumerate(problem["servers"]):
+            assert crbs[s] <= server["crbs"] and rrbs[s] <= server["rrbs"], where
+        np.testing.assert_array_equal(solutions.crbs_sold[i], crbs, err_msg=where)
+        np.testing.assert_array_equal(solutions.rrbs_sold[i], rrbs, err_msg=where)
+        # Reported utilities are eqs. (10) and (11) recomputed from the reported choices.
+        for m, pick in enumerate(picks):
+            expected = reference.pick_utility(problem, m, pick, price_crb, price_rrb)
+            assert pick.utility == pytest.approx(expected, rel=1e-9, abs=1e-12), (
+                f"{where} device {m}"
+            )
+            assert pick.split is None or pick.utility > 0, where
+        expected, _, _ = reference.server_utilities(problem, picks, price_crb, price_rrb)
+        np.testing.assert_allclose(
+            solutions.server_utility[i], expected, rtol=1e-9, atol=1e-12, err_msg=where
+        )
+    # Devices never gain by deviating alone (the admission rule); servers gain at most
+    # min_gain by a step when the game converged.
+    assert np.all(np.asarray(solutions.device_violation) <= 1e-9)
+    min_gain = GameSettings().min_gain
+    assert np.all(np.asarray(solutions.certificate)[converged] <= min_gain + 1e-9)
+    # The certificate is not vacuous: some unconverged games do have a profitable move.
+    assert np.any(np.asarray(solutions.server_violation)[~converged] > min_gain)
+
+
+@jax.jit
+def judge_zero_price_choices(scenario, price_crb, price_rrb):
+    options = scheme_options(scenario, Scheme.PROPOSED)
+    settings = GameSettings()
+    zero = jnp.zeros_like(price_crb)
+    choice = market(scenario, options, settings, zero, zero)
+    return (
+        choice,
+        device_gains(scenario, options, price_crb, price_rrb, choice),
+        server_gains(scenario, options, settings, price_crb, price_rrb),
+    )
+
+
+def test_certificate_equals_the_reference_deviations(rng):
+    """Each part of the certificate against deviations computed by the Python loops.
+
+    The choices are the market's at zero prices, judged at the file's prices, so
+    devices do have profitable deviations."""
+    for case in range(10):
+        problem = random_problem(rng, 5, 2, max_crbs=5, max_rrbs=5)
+        parsed = parse_scenario(problem)
+        scenario = pad_scenario(parsed.scenario, 5, 2, 5)
+        price_crb, price_rrb = jnp.asarray(parsed.price_crb), jnp.asarray(parsed.price_rrb)
+        choice, got_devices, got_servers = judge_zero_price_choices(scenario, price_crb, price_rrb)
+
+        prices = (parsed.price_crb.tolist(), parsed.price_rrb.tolist())
+        picks = picks_of(type("S", (), {"devices": choice})())
+        _, crbs, rrbs = reference.server_utilities(problem, picks, *prices)
+        for m, pick in enumerate(picks):
+            crbs_left = [sv["crbs"] - crbs[s] for s, sv in enumerate(problem["servers"])]
+            rrbs_left = [sv["rrbs"] - rrbs[s] for s, sv in enumerate(problem["servers"])]
+            if pick.server is not None:
+                crbs_left[pick.server] += pick.crbs
+                rrbs_left[pick.server] += pick.rrbs
+            best = reference.best_response(problem, m, *prices, crbs_left, rrbs_left, 0)
+            now = reference.pick_utility(problem, m, pick, *prices)
+            assert float(got_devices[m]) == pytest.approx(max(best.utility - now, 0.0), abs=1e-9), (
+                case
+            )
+
+        current, _, _ = reference.server_utilities(
+            problem, reference.market(problem, *prices, 0), *prices
+        )
+        for s, server in enumerate(problem["servers"]):
+            gains = [0.0]
+            for sign in (1, -1):
+                moved = [list(prices[0]), list(prices[1])]
+                for kind in (0, 1):
+                    moved[kind][s] = min(
+                        max(moved[kind][s] + sign * server["price_step"], 0.0), server["max_price"]
+                    )
+                after, _, _ = reference.server_utilities(
+                    problem, reference.market(problem, *moved, 0), *moved
+                )
+                gains.append(after[s] - current[s])
+            assert float(got_servers[s]) == pytest.approx(max(gains), abs=1e-9), case
+
+
+def test_vmap_equals_a_loop_and_does_not_recompile(rng):
+    _, scenarios, schemes, solutions = solved_batch(rng, 16)
+    for i, one_scenario in enumerate(unstack(scenarios)):
+        one = solve(one_scenario, int(schemes[i]))
+        jax.tree.map(np.testing.assert_array_equal, one, unstack(solutions)[i])
+
+    batched = jax.jit(jax.vmap(lambda sc, k: solve(sc, k)))
+    batched(scenarios, schemes)
+    compiled = batched._cache_size()
+    other = solved_batch(np.random.default_rng(7), 16)[1]
+    batched(other, schemes[::-1].copy())
+    assert batched._cache_size() == compiled == 1
+    size = solve._cache_size()
+    solve(jax.tree.map(lambda x: x[3], other), 1)
+    solve(jax.tree.map(lambda x: x[5], other), 2)
+    assert solve._cache_size() == size
+
+
+def test_prices_stay_on_the_grid_and_in_range(rng):
+    _, scenarios, _, solutions = solved_batch(rng, 40)
+    top = np.asarray(scenarios.servers.max_price)
+    for price in (np.asarray(solutions.price_crb), np.asarray(solutions.price_rrb)):
+        assert np.all((price >= 0) & (price <= top))
+    steps = np.rint(
+        (top - np.asarray(solutions.price_crb)) / np.asarray(scenarios.servers.price_step)
+    )
+    steps = np.stack([steps, steps], axis=-1).astype(np.int32)
+    grid_crb, _ = jax.vmap(prices_at)(scenarios.servers, steps)
+    np.testing.assert_allclose(np.asarray(solutions.price_crb), grid_crb, rtol=0, atol=1e-12)
