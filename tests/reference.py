@@ -225,7 +225,7 @@ def decide(problem, steps, s, scheme, joint, min_gain, current, sold_nothing):
 
 
 def play(
-    problem, scheme, update="simultaneous", joint=True, max_rounds=2000, min_gain=1e-6, window=8
+    problem, scheme, update="simultaneous", joint=True, max_rounds=2000, min_gain=1e-4, window=8
 ):
     """Algorithm 1. Returns (steps, rounds, status) with status 0 converged, 1 cycle, 2 limit."""
     num_servers = len(problem["servers"])

@@ -26,6 +26,46 @@ def _solve(args) -> int:
     return 0
 
 
+def _sweep_with_overrides(args):
+    from edgesplit.sweep_file import read_sweep
+    from edgesplit.validation import number
+
+    sweep = read_sweep(args.sweep)
+    topologies = sweep.topologies
+    if args.topologies is not None:
+        topologies = number(args.topologies, "--topologies", at_least=1, integer=True)
+    chunk = min(sweep.chunk, topologies) if args.chunk is None else args.chunk
+    chunk = number(chunk, "--chunk", at_least=1, at_most=topologies, integer=True)
+    return sweep.replace(topologies=topologies, chunk=chunk)
+
+
+def _run(args) -> int:
+    from edgesplit.runner import run_sweep
+
+    sweep = _sweep_with_overrides(args)
+    out = args.out or f"results/{sweep.name}.zarr"
+    solved = run_sweep(sweep, out, progress=not args.quiet)
+    done = "already complete" if solved == 0 else f"{solved} chunk(s) solved"
+    print(f"{out}: {done}; open with xarray.open_zarr({out!r})", file=sys.stderr)
+    return 0
+
+
+def _summarize(args) -> int:
+    from edgesplit.analysis import summary_table
+    from edgesplit.store import open_store
+
+    print(summary_table(open_store(args.store), markdown=args.markdown), end="")
+    return 0
+
+
+def _plot(args) -> int:
+    from edgesplit.plotting import plot_store
+    from edgesplit.store import open_store
+
+    plot_store(open_store(args.store), args.output)
+    return 0
+
+
 def _defaults(args) -> int:
     from edgesplit.config import defaults_markdown
 
@@ -47,6 +87,24 @@ def parser() -> argparse.ArgumentParser:
         help="skip the price game: devices respond to the prices in the file",
     )  # fmt: skip
     solve.set_defaults(run=_solve)
+
+    run = commands.add_parser("run", help="run a sweep file into a Zarr store (resumes)")
+    run.add_argument("sweep", help="sweep TOML file")
+    run.add_argument("--out", help="store path (default: results/NAME.zarr)")
+    run.add_argument("--topologies", type=int, help="override the sweep's topology count")
+    run.add_argument("--chunk", type=int, help="override the sweep's chunk size")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.set_defaults(run=_run)
+
+    summarize = commands.add_parser("summarize", help="mean utilities with 95%% CIs of a store")
+    summarize.add_argument("store")
+    summarize.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    summarize.set_defaults(run=_summarize)
+
+    plot = commands.add_parser("plot", help="draw the paper's figure for a store")
+    plot.add_argument("store")
+    plot.add_argument("-o", "--output", required=True, help="image file (PNG, PDF, SVG)")
+    plot.set_defaults(run=_plot)
 
     defaults = commands.add_parser("defaults", help="print every default parameter and its source")
     defaults.set_defaults(run=_defaults)

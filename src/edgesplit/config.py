@@ -1,9 +1,10 @@
 """Every parameter of a random scenario, its default, unit and where the default comes from.
 
 This is the one place defaults live: :class:`Setup` (how a random scenario is drawn)
-and :class:`GameSettings` (how the game is played). The paper gives no numeric values beyond the
-Fig. 3/4 setup (20 MDs, 2 ESs, a 50 m disc, arrival rate 5 in Fig. 4), so each other
-default cites the standard or datasheet it is taken from, or says why it was chosen.
+and :class:`GameSettings` (how the game is played), each field with its unit, source
+and valid range. The paper gives no numeric values beyond the Fig. 3/4 setup (20 MDs,
+2 ESs, a 50 m disc, arrival rate 5 in Fig. 4), so each other default cites the
+standard or datasheet it is taken from, or says why it was chosen.
 ``edgesplit defaults`` prints this table; the README carries a copy.
 """
 
@@ -14,15 +15,21 @@ from dataclasses import dataclass, field
 
 import jax
 
+from edgesplit.errors import InputError
 from edgesplit.models import REFERENCE_CLOCK_HZ
 from edgesplit.validation import choice, number
 
 
-def _param(default, unit: str, symbol: str, source: str, static: bool = False):
-    return field(
-        default=default,
-        metadata={"unit": unit, "symbol": symbol, "source": source, "static": static},
-    )
+def _param(default, unit: str, symbol: str, source: str, static: bool = False, **bounds):
+    """A documented parameter; ``bounds`` are :func:`edgesplit.validation.number` limits."""
+    metadata = {
+        "unit": unit,
+        "symbol": symbol,
+        "source": source,
+        "static": static,
+        "bounds": bounds,
+    }
+    return field(default=default, metadata=metadata)
 
 
 @jax.tree_util.register_dataclass
@@ -36,76 +43,117 @@ class Setup:
         "Section IV: each MD runs AlexNet, speech or face recognition, picked uniformly at random",
         static=True,
     )  # fmt: skip
-    num_devices: int = _param(20, "", "M", "Fig. 3: 20 MDs")
-    num_servers: int = _param(2, "", "S", "Fig. 3: 2 ESs")
+    num_devices: int = _param(20, "", "M", "Fig. 3: 20 MDs", at_least=1, integer=True)
+    num_servers: int = _param(2, "", "S", "Fig. 3: 2 ESs", at_least=1, integer=True)
     radius_m: float = _param(
-        50.0, "m", "", "Section IV: MDs and ESs uniform in a disc of radius 50 m"
+        50.0, "m", "", "Section IV: MDs and ESs uniform in a disc of radius 50 m", above=0
     )
     min_distance_m: float = _param(
-        10.0,
-        "m",
-        "",
+        10.0, "m", "",
         "3GPP TR 36.814 Table A.2.1.1.2-3: minimum UE-pico distance 10 m (path-loss law validity)",
-    )
+        above=0,
+    )  # fmt: skip
     mean_arrival_rate: float = _param(
-        5.0, "tasks/s", "mean λ_m", "Fig. 4: average arrival rate 5 tasks per unit time (1 s)"
-    )
+        5.0, "tasks/s", "λ_m",
+        "Fig. 4: average arrival rate 5 tasks per unit time (1 s)",
+        above=0,
+    )  # fmt: skip
     arrival_spread: float = _param(
         0.0, "", "",
         "Section IV sets 'the average task arrival rate ... for each MD': every MD's Poisson "
         "rate is the mean. A spread s > 0 draws λ_m uniformly in mean·[1 - s, 1 + s]",
+        at_least=0, at_most=0.999,
     )  # fmt: skip
     cpu_hz: float = _param(
         REFERENCE_CLOCK_HZ, "cycles/s", "C_m",
         "Jetson TK1 GPU clock (852 MHz), the mobile GPU of the DjiNN/Neurosurgeon latency "
         "profiles: an MD runs each layer in its measured time (AlexNet 81.8 ms)",
+        above=0,
     )  # fmt: skip
     crb_hz: float = _param(
         745e6, "cycles/s", "C_0",
         "One SMX of an NVIDIA Tesla K40 (745 MHz base clock), the server GPU of the DjiNN "
         "profiles; the TK1 GPU is one SMX of the same Kepler architecture: cycles compare 1:1",
+        above=0,
     )  # fmt: skip
-    crbs: int = _param(15, "CRBs", "", "A Tesla K40 has 15 SMX: one K40 per ES")
-    rrbs: int = _param(
-        100, "RRBs", "", "A 20 MHz LTE carrier has 100 resource blocks (3GPP TS 36.101 Table 5.6-1)"
+    crbs: int = _param(
+        15, "CRBs", "", "A Tesla K40 has 15 SMX: one K40 per ES", at_least=1, integer=True
     )
+    rrbs: int = _param(
+        100, "RRBs", "",
+        "A 20 MHz LTE carrier has 100 resource blocks (3GPP TS 36.101 Table 5.6-1)",
+        at_least=1, integer=True,
+    )  # fmt: skip
     rrb_bandwidth_hz: float = _param(
-        180e3, "Hz", "B_0", "One LTE resource block: 12 subcarriers × 15 kHz (3GPP TS 36.211)"
+        180e3,
+        "Hz",
+        "B_0",
+        "One LTE resource block: 12 subcarriers × 15 kHz (3GPP TS 36.211)",
+        above=0,
     )
     tx_power_dbm: float = _param(23.0, "dBm", "P_m", "LTE UE power class 3 (3GPP TS 36.101)")
     noise_density_dbm_per_hz: float = _param(-174.0, "dBm/Hz", "", "Thermal noise at 290 K")
     noise_figure_db: float = _param(
-        5.0, "dB", "", "Base-station receiver noise figure (3GPP TR 36.814)"
+        5.0, "dB", "", "Base-station receiver noise figure (3GPP TR 36.814)", at_least=0
     )
     path_loss_intercept_db: float = _param(
         140.7, "dB", "", "3GPP TR 36.814 pico-to-UE path loss 140.7 + 36.7 log10(d/km)"
     )
-    path_loss_slope_db: float = _param(36.7, "dB/decade", "", "3GPP TR 36.814, as above")
+    path_loss_slope_db: float = _param(36.7, "dB/decade", "", "3GPP TR 36.814, as above", above=0)
     result_delay: float = _param(
-        1e-3, "s", "t^(b)", "One LTE subframe (1 ms): the result is a few bytes (Section II)"
+        1e-3,
+        "s",
+        "t^(b)",
+        "One LTE subframe (1 ms): the result is a few bytes (Section II)",
+        at_least=0,
     )
     reward: float = _param(
-        1.0, "utility per task/s", "γ_m", "Normalisation: utilities are in units of γ"
-    )
+        1.0, "utility per task/s", "γ_m",
+        "Normalisation: utilities are in units of γ (the paper gives no weights)",
+        at_least=0,
+    )  # fmt: skip
     delay_weight: float = _param(
-        1.0, "utility per s", "δ_m", "Choice: one second of delay costs one unit of utility"
-    )
+        1.0, "utility per s", "δ_m",
+        "Choice: equal weights, one second of mean delay costs one unit of utility",
+        at_least=0,
+    )  # fmt: skip
     payment_weight: float = _param(
-        1.0, "utility per price unit", "ω_m", "Normalisation: prices are in utility units"
+        1.0,
+        "utility per price unit",
+        "ω_m",
+        "Normalisation: prices are in utility units",
+        at_least=0,
     )
-    cost_crb: float = _param(0.05, "utility/s per CRB", "f^(c)", "Choice: a small running cost")
-    cost_rrb: float = _param(0.05, "utility/s per RRB", "f^(r)", "Choice: equal to the CRB cost")
+    cost_crb: float = _param(
+        0.05,
+        "utility/s per CRB",
+        "f^(c)",
+        "Choice: one price step Δ, a small running cost",
+        at_least=0,
+    )
+    cost_rrb: float = _param(
+        0.05, "utility/s per RRB", "f^(r)", "Choice: equal to the CRB cost", at_least=0
+    )
     max_price: float = _param(
         10.0, "utility/s per block", "max g",
         "Algorithm 1 starts where no MD offloads: 1 CRB + 1 RRB then cost 2·max g ≥ γ·λ, "
         "the whole reward, for every λ up to 20 (the top of the Fig. 3 grid)",
+        above=0,
     )  # fmt: skip
     price_step: float = _param(
-        0.05, "utility/s per block", "Δ", "Choice: 0.5% of the maximum price"
+        0.05, "utility/s per block", "Δ", "Choice: 0.5% of the maximum price", above=0
     )
 
     def replace(self, **changes) -> Setup:
         return dataclasses.replace(self, **changes)
+
+
+def check_setup_value(name: str, value, where: str):
+    """``value`` checked against :class:`Setup` field ``name``'s bounds, or an InputError."""
+    fields = {f.name: f for f in dataclasses.fields(Setup)}
+    if name not in fields:
+        raise InputError(where, f"unknown parameter (known: {', '.join(fields)})")
+    return number(value, where, **fields[name].metadata["bounds"])
 
 
 JOINT_MOVES = ((-1, -1), (1, 1))  # (CRB, RRB) steps below the maximum: -1 raises a price by Δ

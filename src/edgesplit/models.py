@@ -191,6 +191,19 @@ def builtin_model(name: str, compute: str = "auto") -> DnnModel:
     return model_from_profile(builtin_profile(name), compute)
 
 
+@cache
+def resolve_model(name: str) -> DnnModel:
+    """A built-in model by name, or a user profile by the path of its CSV or JSON file."""
+    if name in BUILTIN_PROFILES:
+        return builtin_model(name)
+    if Path(name).suffix.lower() in (".csv", ".json"):
+        return model_from_profile(load_profile(name))
+    known = ", ".join(sorted(BUILTIN_PROFILES))
+    raise InputError(
+        "model", f"{name!r} is neither a built-in model ({known}) nor a .csv/.json profile"
+    )
+
+
 def load_profile(path: str | Path, name: str | None = None) -> LayerProfile:
     """Load a user profile from CSV or JSON with the DjiNN columns.
 

@@ -67,6 +67,8 @@ def read_scenario(path: str | Path) -> ScenarioFile:
 
 def parse_scenario(data) -> ScenarioFile:
     """Check a scenario given as parsed JSON and build its arrays."""
+    if not isinstance(data, dict):
+        raise InputError("scenario", f"must be a JSON object, got {type(data).__name__}")
     table(data, "", required=("devices", "servers", "rate_per_rrb"), optional=("models", "game"))
     models = _parse_models(data.get("models", {}))
     devices = nonempty_list(data["devices"], "devices")

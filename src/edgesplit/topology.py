@@ -9,13 +9,14 @@ the same devices: sweeps over the number of devices or servers are paired.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import cache
 
 import jax
 import jax.numpy as jnp
 
 from edgesplit.config import Setup
-from edgesplit.models import builtin_model
+from edgesplit.models import resolve_model
 from edgesplit.network import noise_power_dbm, rate_per_rrb, snr, uniform_in_disc
 from edgesplit.scenario import Devices, Scenario, Servers, stack_tables
 
@@ -24,12 +25,23 @@ _DEVICE_STREAM, _SERVER_STREAM = 0, 1
 
 @cache
 def _tables(models: tuple[str, ...]):
-    return stack_tables([builtin_model(name) for name in models])
+    return stack_tables([resolve_model(name) for name in models])
 
 
-def sample_scenario(
+@jax.tree_util.register_dataclass
+@dataclass(frozen=True)
+class Topology:
+    """A random scenario and what was drawn to make it."""
+
+    scenario: Scenario
+    model: jax.Array  # (M,) int32, index into Setup.models of each device's DNN
+    device_xy: jax.Array  # (M, 2) metres
+    server_xy: jax.Array  # (S, 2) metres
+
+
+def sample_topology(
     key, setup: Setup, max_devices: int, max_servers: int, dtype=jnp.float64
-) -> Scenario:
+) -> Topology:
     """One random topology under ``setup``, padded to ``max_devices`` and ``max_servers``.
 
     Devices i >= ``setup.num_devices`` and servers j >= ``setup.num_servers`` are padding.
@@ -98,4 +110,9 @@ def sample_scenario(
         active=jnp.arange(max_servers) < setup.num_servers,
     )
     rates = rate_per_rrb(setup.rrb_bandwidth_hz, link_snr).astype(dtype)
-    return Scenario(devices=devices, servers=servers, rate_per_rrb=rates)
+    return Topology(
+        scenario=Scenario(devices=devices, servers=servers, rate_per_rrb=rates),
+        model=model.astype(jnp.int32),
+        device_xy=device_xy.astype(dtype),
+        server_xy=server_xy.astype(dtype),
+    )

@@ -1,0 +1,298 @@
+"""The Zarr store of a sweep: a template written once, then one region per finished chunk.
+
+Layout (``xarray.open_zarr(path)`` is all a reader needs): dims ``scheme``, one dim per
+swept parameter (named after it), ``topology``, ``device``, ``server``; Zarr chunks
+span one sweep chunk of topologies and everything else, so each finished chunk is
+written into its own chunk-aligned region and nothing is written twice.
+
+Writing order, so that a crash never leaves a store that lies:
+
+1. The template (dims, coordinates, attributes, empty variables) is built in a
+   temporary folder beside the target and renamed into place: a store either has a
+   complete template or does not exist.
+2. A chunk's variables are written into their region, then ``chunk_done[i]`` is set.
+   Unwritten Zarr chunks read as fill values, so ``chunk_done`` is the record of what
+   holds results; a chunk killed mid-write is not marked and is solved again.
+
+Padded devices and servers (when the number of devices or servers is swept) have
+NaN in their float variables and are marked by ``device_active``/``server_active``,
+so ``ds.device_utility.mean("device")`` averages over real devices only.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+import zarr
+
+import edgesplit
+from edgesplit.config import Setup
+from edgesplit.errors import InputError
+from edgesplit.sweep_file import Sweep
+
+FORMAT = "edgesplit-sweep-1"
+"""Value of the ``edgesplit_format`` attribute that marks a store as ours."""
+
+# Dims of each kind of variable, after (scheme, *axes) where marked.
+_LAYOUTS = {
+    "device": (True, True, ("topology", "device")),
+    "server": (True, True, ("topology", "server")),
+    "solve": (True, True, ("topology",)),
+    "point_device": (False, True, ("topology", "device")),
+    "point_server": (False, True, ("topology", "server")),
+    "topology_device": (False, False, ("topology", "device")),
+}
+
+
+@dataclass(frozen=True)
+class Variable:
+    layout: str
+    dtype: str  # "float", "int32", "int8" or "bool"
+    units: str
+    long_name: str
+
+
+SCHEMA = {
+    "association": Variable(
+        "device", "int32", "1", "index of the ES the MD offloads to, -1 if none"
+    ),
+    "split": Variable(
+        "device", "int32", "layers", "split point α: layers run on the MD, -1 if idle"
+    ),
+    "crbs_bought": Variable("device", "int32", "CRBs", "CRBs the MD buys"),
+    "rrbs_bought": Variable("device", "int32", "RRBs", "RRBs the MD buys"),
+    "device_utility": Variable("device", "float", "utility", "MD utility, eq. (10); 0 if idle"),
+    "delay": Variable("device", "float", "s", "mean service delay T, eq. (9); NaN if idle"),
+    "arrival_rate": Variable("point_device", "float", "tasks/s", "task arrival rate λ_m"),
+    "device_active": Variable("point_device", "bool", "1", "the MD exists (False: padding)"),
+    "model": Variable(
+        "topology_device", "int8", "1", "index of the MD's DNN in the models attribute"
+    ),
+    "price_crb": Variable("server", "float", "utility/s per CRB", "final CRB price g^(c)"),
+    "price_rrb": Variable("server", "float", "utility/s per RRB", "final RRB price g^(r)"),
+    "server_utility": Variable("server", "float", "utility", "ES utility, eq. (11)"),
+    "crbs_sold": Variable("server", "int32", "CRBs", "CRBs the ES sells"),
+    "rrbs_sold": Variable("server", "int32", "RRBs", "RRBs the ES sells"),
+    "server_active": Variable("point_server", "bool", "1", "the ES exists (False: padding)"),
+    "rounds": Variable("solve", "int32", "rounds", "rounds of Algorithm 1 played"),
+    "status": Variable("solve", "int8", "1", "0 converged, 1 cycle, 2 round limit"),
+    "converged": Variable("solve", "bool", "1", "the price game converged"),
+    "certificate": Variable(
+        "solve", "float", "utility", "largest gain of a unilateral deviation (0 at equilibrium)"
+    ),
+}
+
+
+def dims_of(name: str, sweep: Sweep) -> tuple[str, ...]:
+    by_scheme, by_point, tail = _LAYOUTS[SCHEMA[name].layout]
+    return ("scheme",) * by_scheme + tuple(sweep.axes) * by_point + tail
+
+
+def _dtype(name: str, sweep: Sweep) -> np.dtype:
+    kind = SCHEMA[name].dtype
+    return np.dtype(sweep.precision if kind == "float" else kind)
+
+
+def _shape(name: str, sweep: Sweep) -> tuple[int, ...]:
+    sizes = {
+        "scheme": len(sweep.schemes),
+        "topology": sweep.topologies,
+        "device": sweep.max_devices,
+        "server": sweep.max_servers,
+        **{axis: len(values) for axis, values in sweep.axes.items()},
+    }
+    return tuple(sizes[d] for d in dims_of(name, sweep))
+
+
+def template(sweep: Sweep) -> xr.Dataset:
+    """The empty dataset: coordinates, attributes and lazily-filled variables."""
+    import dask.array as da
+
+    units = {f.name: f.metadata["unit"] for f in fields(Setup)}
+    coords = {
+        "scheme": ("scheme", [s.label for s in sweep.schemes]),
+        "topology": ("topology", np.arange(sweep.topologies)),
+        "device": ("device", np.arange(sweep.max_devices)),
+        "server": ("server", np.arange(sweep.max_servers)),
+    }
+    for axis, values in sweep.axes.items():
+        coords[axis] = (
+            axis,
+            np.asarray(values),
+            {"units": units[axis], "long_name": f"swept {axis}"},
+        )
+    data = {}
+    for name, variable in SCHEMA.items():
+        dims = dims_of(name, sweep)
+        chunks = tuple(sweep.chunk if d == "topology" else -1 for d in dims)
+        data[name] = xr.Variable(
+            dims,
+            da.zeros(_shape(name, sweep), dtype=_dtype(name, sweep), chunks=chunks),
+            {"units": variable.units, "long_name": variable.long_name},
+        )
+    data["chunk_done"] = xr.Variable(
+        ("chunk",),
+        da.zeros(sweep.num_chunks, dtype=bool, chunks=1),
+        {"long_name": "the chunk's results are written (the record a resumed run trusts)"},
+    )
+    return xr.Dataset(data, coords=coords, attrs=_attributes(sweep))
+
+
+def _attributes(sweep: Sweep) -> dict:
+    import jax
+    import jaxlib
+
+    return {
+        "edgesplit_format": FORMAT,
+        "title": sweep.description or sweep.name,
+        "sweep_name": sweep.name,
+        "sweep_text": sweep.text,
+        "seed": sweep.seed,
+        "topologies": sweep.topologies,
+        "chunk": sweep.chunk,
+        "precision": sweep.precision,
+        "models": " ".join(Path(m).stem if "/" in m else m for m in sweep.setup.models),
+        "edgesplit_version": edgesplit.__version__,
+        "jax_version": jax.__version__,
+        "jaxlib_version": jaxlib.__version__,
+        "git_commit": _git_commit(),
+    }
+
+
+def _git_commit() -> str:
+    """The commit of the edgesplit source tree, when it is a git checkout."""
+    source = Path(edgesplit.__file__).resolve().parent
+    try:
+        result = subprocess.run(
+            ["git", "-C", str(source), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    if result.returncode != 0:
+        return "unknown"
+    dirty = subprocess.run(
+        ["git", "-C", str(source), "status", "--porcelain", "--untracked-files=no"],
+        capture_output=True, text=True, timeout=10,
+    ).stdout.strip()  # fmt: skip
+    return result.stdout.strip() + ("-dirty" if dirty else "")
+
+
+def _encoding(sweep: Sweep) -> dict:
+    encoding = {}
+    for name, variable in SCHEMA.items():
+        # Floats mark unwritten and undefined values with NaN; ints stay ints when read.
+        encoding[name] = {"_FillValue": np.nan if variable.dtype == "float" else None}
+    encoding["chunk_done"] = {"_FillValue": None}
+    return encoding
+
+
+def open_or_create(path: str | Path, sweep: Sweep) -> np.ndarray:
+    """Make sure ``path`` holds this sweep's store; return which chunks are done.
+
+    A new store gets its template; an existing one must come from the same sweep
+    file, topology count and chunk size, or an InputError says why not.
+    """
+    path = Path(path)
+    if path.exists():
+        check_matches(path, sweep)
+        return chunks_done(path)
+    parent = path.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise InputError(str(path), f"cannot create the store's folder: {err.strerror}") from None
+    if not os.access(parent, os.W_OK):
+        raise InputError(str(path), "the store's folder is not writable")
+    staging = parent / f".{path.name}.template-{os.getpid()}"
+    for stale in parent.glob(f".{path.name}.template-*"):
+        shutil.rmtree(stale, ignore_errors=True)  # left by a run killed while writing one
+    template(sweep).to_zarr(
+        staging,
+        mode="w-",
+        compute=False,
+        zarr_format=2,
+        consolidated=True,
+        encoding=_encoding(sweep),
+    )
+    os.replace(staging, path)  # atomic: the store appears complete or not at all
+    return np.zeros(sweep.num_chunks, bool)
+
+
+def check_matches(path: Path, sweep: Sweep) -> None:
+    """Refuse a store that is not ours or was made by another sweep."""
+    try:
+        attrs = zarr.open_group(str(path), mode="r").attrs.asdict()
+    except Exception:
+        raise InputError(
+            str(path), "exists but is not a Zarr store; choose another --out"
+        ) from None
+    if attrs.get("edgesplit_format") != FORMAT:
+        raise InputError(
+            str(path), "exists but is not an edgesplit sweep store; choose another --out"
+        )
+    if attrs.get("sweep_text") != sweep.text:
+        raise InputError(str(path), "was made by a different sweep file; refusing to mix results")
+    for key in ("topologies", "chunk", "seed", "precision"):
+        if attrs.get(key) != getattr(sweep, key):
+            raise InputError(
+                str(path), f"was made with {key} = {attrs.get(key)}, not {getattr(sweep, key)}"
+            )
+
+
+def chunks_done(path: str | Path) -> np.ndarray:
+    return np.asarray(zarr.open_group(str(path), mode="r")["chunk_done"][:], bool)
+
+
+def write_chunk(path: str | Path, sweep: Sweep, index: int, arrays: dict[str, np.ndarray]) -> None:
+    """Write chunk ``index`` into its region, then record it as done."""
+    start = index * sweep.chunk
+    stop = min(start + sweep.chunk, sweep.topologies)
+    group = zarr.open_group(str(path), mode="r+")
+    for name in SCHEMA:
+        dims = dims_of(name, sweep)
+        region = tuple(slice(start, stop) if d == "topology" else slice(None) for d in dims)
+        group[name][region] = arrays[name]
+    group["chunk_done"][index] = True
+
+
+def to_store_layout(sweep: Sweep, result, count: int) -> dict[str, np.ndarray]:
+    """A chunk's results, leading axes (topology, grid point[, scheme]), as arrays with
+    the store's dims; only the first ``count`` topologies (the rest is padding)."""
+    grid = tuple(len(v) for v in sweep.axes.values())
+    out = {}
+    for name in SCHEMA:
+        by_scheme, by_point, _ = _LAYOUTS[SCHEMA[name].layout]
+        value = np.asarray(getattr(result, name))[:count]
+        if by_point:
+            lead = 3 if by_scheme else 2
+            # (C, G[, K], ...) -> ([K,] G, C, ...) -> ([K,] *grid, C, ...)
+            order = ([2] if by_scheme else []) + [1, 0] + list(range(lead, value.ndim))
+            value = value.transpose(order)
+            value = value.reshape(
+                *value.shape[: int(by_scheme)], *grid, *value.shape[int(by_scheme) + 1 :]
+            )
+        out[name] = value.astype(_dtype(name, sweep), copy=False)
+    return out
+
+
+def open_store(path: str | Path) -> xr.Dataset:
+    """The store as a Dataset, checked to be an edgesplit store."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(str(path), "no such store")
+    try:
+        ds = xr.open_zarr(path)
+    except Exception:
+        raise InputError(str(path), "is not a Zarr store") from None
+    if ds.attrs.get("edgesplit_format") != FORMAT:
+        raise InputError(str(path), "is not an edgesplit sweep store")
+    return ds

@@ -1,0 +1,134 @@
+"""Solve a sweep chunk by chunk: one compiled call per chunk of topologies.
+
+A chunk is ``sweep.chunk`` topologies × every grid point × every scheme, solved by
+one jit-compiled, vmapped call whose shapes never change: the last chunk is padded
+with extra topologies whose results are dropped, and axes that change array sizes
+(the numbers of devices and servers) are padded to their largest value with masks.
+Topology t always uses the key ``fold_in(key(seed), t)``, so a result does not
+depend on the chunk size or on which process solved it, and every scheme and grid
+point sees the same topologies (common random numbers).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from edgesplit.config import Setup
+from edgesplit.solve import solve
+from edgesplit.sweep_file import Sweep
+from edgesplit.topology import sample_topology
+
+INTEGER_PARAMETERS = ("num_devices", "num_servers", "crbs", "rrbs")
+
+
+@jax.tree_util.register_dataclass
+@dataclass(frozen=True)
+class ChunkResult:
+    """Everything a chunk stores; leading axes (topology, grid point[, scheme])."""
+
+    # per device: (C, G, K, M)
+    association: jax.Array
+    split: jax.Array
+    crbs_bought: jax.Array
+    rrbs_bought: jax.Array
+    device_utility: jax.Array
+    delay: jax.Array
+    # per device, the same for every scheme: (C, G, M)
+    arrival_rate: jax.Array
+    device_active: jax.Array
+    # per device, the same for every grid point: (C, M)
+    model: jax.Array
+    # per server: (C, G, K, S)
+    price_crb: jax.Array
+    price_rrb: jax.Array
+    server_utility: jax.Array
+    crbs_sold: jax.Array
+    rrbs_sold: jax.Array
+    # per server, the same for every scheme: (C, G, S)
+    server_active: jax.Array
+    # per solve: (C, G, K)
+    rounds: jax.Array
+    status: jax.Array
+    converged: jax.Array
+    certificate: jax.Array
+
+
+def grid_shape(sweep: Sweep) -> tuple[int, ...]:
+    return tuple(len(values) for values in sweep.axes.values())
+
+
+def grid_setup(sweep: Sweep) -> Setup:
+    """The setup at every grid point: each numeric field an array (G,), axes varying
+    fastest last (C order over ``sweep.axes``)."""
+    dtype = jnp.dtype(sweep.precision)
+    mesh = np.meshgrid(*sweep.axes.values(), indexing="ij") if sweep.axes else []
+    swept = {name: values.ravel() for name, values in zip(sweep.axes, mesh, strict=True)}
+    size = math.prod(grid_shape(sweep))
+    values = {}
+    for f in fields(Setup):
+        if f.metadata["static"]:
+            continue
+        column = swept.get(f.name, np.full(size, getattr(sweep.setup, f.name)))
+        kind = jnp.int32 if f.name in INTEGER_PARAMETERS else dtype
+        values[f.name] = jnp.asarray(column, kind)
+    return Setup(models=sweep.setup.models, **values)
+
+
+def chunk_solver(sweep: Sweep):
+    """A compiled function: topology indices (sweep.chunk,) -> ChunkResult."""
+    setups = grid_setup(sweep)
+    schemes = [int(s) for s in sweep.schemes]
+    dtype = jnp.dtype(sweep.precision)
+    root = jax.random.key(sweep.seed)
+    max_devices, max_servers = sweep.max_devices, sweep.max_servers
+    settings = sweep.game
+
+    def one_point(key, setup):
+        topology = sample_topology(key, setup, max_devices, max_servers, dtype)
+        scenario = topology.scenario
+        # One game per scheme rather than a vmap over schemes: a vmapped loop runs until
+        # its slowest lane ends, and user-only plays no game at all.
+        each = [solve(scenario, scheme, settings) for scheme in schemes]
+        solutions = jax.tree.map(lambda *x: jnp.stack(x), *each)
+        devices = solutions.devices
+        active = scenario.devices.active
+        present = lambda x, fill: jnp.where(active, x, fill)  # noqa: E731
+        serving = lambda x, fill: jnp.where(scenario.servers.active, x, fill)  # noqa: E731
+        return dict(
+            association=present(devices.server, -1),
+            split=present(devices.split, -1),
+            crbs_bought=present(devices.crbs, 0),
+            rrbs_bought=present(devices.rrbs, 0),
+            device_utility=present(devices.utility, jnp.nan),
+            delay=present(devices.delay, jnp.nan),
+            arrival_rate=jnp.where(active, scenario.devices.arrival_rate, jnp.nan),
+            device_active=active,
+            model=topology.model,
+            price_crb=serving(solutions.price_crb, jnp.nan),
+            price_rrb=serving(solutions.price_rrb, jnp.nan),
+            server_utility=serving(solutions.server_utility, jnp.nan),
+            crbs_sold=serving(solutions.crbs_sold, 0),
+            rrbs_sold=serving(solutions.rrbs_sold, 0),
+            server_active=scenario.servers.active,
+            rounds=solutions.rounds,
+            status=solutions.status,
+            converged=solutions.converged,
+            certificate=solutions.certificate,
+        )
+
+    def one_topology(index):
+        key = jax.random.fold_in(root, index)
+        return jax.vmap(lambda setup: one_point(key, setup))(setups)
+
+    @jax.jit
+    def run(indices) -> ChunkResult:
+        out = jax.vmap(one_topology)(indices)
+        out["model"] = out["model"][:, 0]  # drawn from the key alone: equal at every point
+        return ChunkResult(**out)
+
+    return run

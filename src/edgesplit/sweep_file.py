@@ -1,0 +1,192 @@
+"""Sweep files (TOML): a base setup, the axes to sweep, the schemes and the sample size.
+
+::
+
+    name = "fig3"                  # names the default store, results/fig3.zarr
+    description = "..."            # optional
+    schemes = ["proposed", "edge_only", "heuristic", "user_only"]   # default: all four
+    topologies = 1000              # random topologies per grid point
+    seed = 3                       # topology t uses jax.random.fold_in(key(seed), t)
+    chunk = 100                    # topologies solved per compiled call and per store chunk
+    precision = "float64"          # or "float32"
+
+    [setup]                        # any edgesplit.config.Setup field; defaults elsewhere
+    num_devices = 20
+    models = ["alexnet", "asr", "face"]   # built-in names or .csv/.json profile paths
+
+    [game]                         # any edgesplit.config.GameSettings field
+    update = "simultaneous"
+
+    [axes]                         # swept parameters: every combination is a grid point
+    mean_arrival_rate = [2, 4, 6, 8, 10]
+
+Every key is checked: unknown keys, wrong types, empty or repeated grids and values
+outside a parameter's range are refused with one line naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgesplit.config import GameSettings, Setup, check_setup_value
+from edgesplit.errors import InputError
+from edgesplit.models import resolve_model
+from edgesplit.schemes import Scheme
+from edgesplit.validation import choice, nonempty_list, number, table
+
+TOP_KEYS = ("name", "description", "schemes", "topologies", "seed", "chunk", "precision")
+SECTIONS = ("setup", "game", "axes")
+PRECISIONS = ("float64", "float32")
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A checked sweep file."""
+
+    name: str
+    description: str
+    text: str  # the file as written, kept in the store
+    schemes: tuple[Scheme, ...]
+    topologies: int
+    seed: int
+    chunk: int
+    precision: str
+    setup: Setup  # the base setup, before the axes
+    game: GameSettings
+    axes: dict[str, tuple]  # parameter -> grid values, in file order
+
+    @property
+    def max_devices(self) -> int:
+        return int(max(self.axes.get("num_devices", (self.setup.num_devices,))))
+
+    @property
+    def max_servers(self) -> int:
+        return int(max(self.axes.get("num_servers", (self.setup.num_servers,))))
+
+    @property
+    def num_chunks(self) -> int:
+        return -(-self.topologies // self.chunk)
+
+    def replace(self, **changes) -> Sweep:
+        return dataclasses.replace(self, **changes)
+
+
+def read_sweep(path: str | Path) -> Sweep:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise InputError(str(path), f"cannot read: {err.strerror}") from None
+    return parse_sweep(text, default_name=path.stem, base_dir=path.parent)
+
+
+def parse_sweep(text: str, default_name: str = "sweep", base_dir: Path = Path(".")) -> Sweep:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise InputError("sweep", f"not valid TOML: {err}") from None
+    table(
+        data, "", required=("topologies", "seed"), optional=TOP_KEYS[:4] + TOP_KEYS[5:] + SECTIONS
+    )
+
+    name = data.get("name", default_name)
+    if not isinstance(name, str) or not name or "/" in name:
+        raise InputError("name", f"must be a non-empty string without '/', got {name!r}")
+    description = data.get("description", "")
+    if not isinstance(description, str):
+        raise InputError("description", "must be a string")
+    topologies = number(data["topologies"], "topologies", at_least=1, integer=True)
+    chunk = number(data.get("chunk", min(topologies, 100)), "chunk", at_least=1, integer=True)
+    if chunk > topologies:
+        raise InputError("chunk", f"must be <= topologies ({topologies}), got {chunk}")
+
+    axes = _parse_axes(data.get("axes", {}))
+    return Sweep(
+        name=name,
+        description=description,
+        text=text,
+        schemes=_parse_schemes(data.get("schemes", [s.label for s in Scheme])),
+        topologies=topologies,
+        seed=number(data["seed"], "seed", at_least=0, at_most=2**63 - 1, integer=True),
+        chunk=chunk,
+        precision=choice(data.get("precision", "float64"), "precision", PRECISIONS),
+        setup=_parse_setup(data.get("setup", {}), axes, base_dir),
+        game=_parse_game(data.get("game", {})),
+        axes=axes,
+    )
+
+
+def _parse_schemes(raw) -> tuple[Scheme, ...]:
+    names = nonempty_list(raw, "schemes")
+    for i, name in enumerate(names):
+        choice(name, f"schemes[{i}]", [s.label for s in Scheme])
+    if len(set(names)) != len(names):
+        raise InputError("schemes", "lists a scheme twice")
+    return tuple(Scheme.parse(name) for name in names)
+
+
+def _parse_setup(raw, axes: dict, base_dir: Path) -> Setup:
+    table(raw, "setup", optional=[f.name for f in dataclasses.fields(Setup)])
+    values = {}
+    for key, value in raw.items():
+        where = f"setup.{key}"
+        if key in axes:
+            raise InputError(where, "is also an axis; give it in one place")
+        if key == "models":
+            values[key] = _parse_models(value, base_dir)
+        else:
+            values[key] = check_setup_value(key, value, where)
+    setup = Setup(**values)
+    _check_price_step(setup, axes)
+    return setup
+
+
+def _parse_models(raw, base_dir: Path) -> tuple[str, ...]:
+    names = nonempty_list(raw, "setup.models")
+    resolved = []
+    for i, name in enumerate(names):
+        if not isinstance(name, str):
+            raise InputError(
+                f"setup.models[{i}]", f"must be a model name or profile path, got {name!r}"
+            )
+        if Path(name).suffix.lower() in (".csv", ".json"):
+            name = str((base_dir / name).resolve())
+        try:
+            resolve_model(name)
+        except InputError as err:
+            raise InputError(f"setup.models[{i}]", err.problem) from None
+        resolved.append(name)
+    return tuple(resolved)
+
+
+def _parse_axes(raw) -> dict[str, tuple]:
+    fields = {f.name: f for f in dataclasses.fields(Setup)}
+    table(raw, "axes", optional=[name for name, f in fields.items() if not f.metadata["static"]])
+    axes = {}
+    for key, values in raw.items():
+        where = f"axes.{key}"
+        values = nonempty_list(values, where)
+        checked = tuple(check_setup_value(key, v, f"{where}[{i}]") for i, v in enumerate(values))
+        if len(set(checked)) != len(checked):
+            raise InputError(where, "repeats a value")
+        axes[key] = checked
+    return axes
+
+
+def _check_price_step(setup: Setup, axes: dict) -> None:
+    steps = axes.get("price_step", (setup.price_step,))
+    tops = axes.get("max_price", (setup.max_price,))
+    if max(steps) > min(tops):
+        raise InputError("price_step", f"must not exceed max_price ({min(tops)}), got {max(steps)}")
+
+
+def _parse_game(raw) -> GameSettings:
+    fields = [f.name for f in dataclasses.fields(GameSettings)]
+    table(raw, "game", optional=fields)
+    try:
+        return GameSettings(**raw)
+    except InputError as err:
+        raise InputError(f"game.{err.field}", err.problem) from None

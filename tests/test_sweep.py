@@ -1,0 +1,354 @@
+"""Sweep files, the store, resuming, padding, and the analysis of a store."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+import zarr
+
+from edgesplit.analysis import summary, summary_table
+from edgesplit.errors import InputError
+from edgesplit.plotting import plot_store
+from edgesplit.runner import run_sweep
+from edgesplit.store import SCHEMA, open_store
+from edgesplit.sweep import chunk_solver
+from edgesplit.sweep_file import parse_sweep, read_sweep
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TINY = """
+name = "tiny"
+description = "a tiny sweep for the tests"
+schemes = ["proposed", "user_only", "heuristic"]
+topologies = 6
+seed = 42
+chunk = 2
+
+[setup]
+num_devices = 5
+num_servers = 2
+crbs = 6
+rrbs = 30
+price_step = 0.25
+
+[axes]
+mean_arrival_rate = [4.0, 13.0]
+"""
+
+
+def edgesplit(*args, **kwargs):
+    return subprocess.run(
+        [sys.executable, "-m", "edgesplit", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        **kwargs,
+    )
+
+
+def arrays(path) -> dict[str, np.ndarray]:
+    ds = xr.open_zarr(path)
+    return {name: ds[name].values for name in [*SCHEMA, "chunk_done"]}
+
+
+def assert_same_store(a, b):
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
+@pytest.fixture(scope="module")
+def tiny_store(tmp_path_factory):
+    path = tmp_path_factory.mktemp("tiny") / "tiny.zarr"
+    run_sweep(parse_sweep(TINY), path, progress=False)
+    return path
+
+
+def test_shipped_sweeps_parse():
+    files = sorted((ROOT / "sweeps").glob("*.toml"))
+    assert {f.stem for f in files} >= {"quick", "fig3", "fig4"}
+    for path in files:
+        sweep = read_sweep(path)
+        assert sweep.name == path.stem and sweep.text == path.read_text()
+    fig3 = read_sweep(ROOT / "sweeps" / "fig3.toml")
+    assert fig3.setup.num_devices == 20 and fig3.setup.num_servers == 2 and fig3.topologies >= 1000
+    rates = fig3.axes["mean_arrival_rate"]
+    assert min(rates) < 10 < max(rates)  # crosses the user-only limit
+    fig4 = read_sweep(ROOT / "sweeps" / "fig4.toml")
+    assert (
+        fig4.setup.mean_arrival_rate == 5 and "num_devices" in fig4.axes and fig4.topologies >= 1000
+    )
+
+
+BAD_SWEEPS = [
+    ("topologies = 0\nseed = 1", "topologies", "must be >= 1"),
+    ("topologies = 5\nseed = 1.5", "seed", "must be an integer"),
+    ("topologies = 5\nseed = 'x'", "seed", "must be an integer"),
+    ("seed = 1", "topologies", "missing"),
+    ("topologies = 5\nseed = 1\nchunk = 6", "chunk", "must be <= topologies"),
+    ("topologies = 5\nseed = 1\nflavour = 2", "flavour", "unknown key"),
+    ("topologies = 5\nseed = 1\nschemes = []", "schemes", "must not be empty"),
+    ("topologies = 5\nseed = 1\nschemes = ['best']", "schemes[0]", "must be one of"),
+    ("topologies = 5\nseed = 1\nprecision = 'float16'", "precision", "must be one of"),
+    ("topologies = 5\nseed = 1\n[setup]\nradius = 3", "setup.radius", "unknown key"),
+    ("topologies = 5\nseed = 1\n[setup]\ncrbs = 2.5", "setup.crbs", "must be an integer"),
+    ("topologies = 5\nseed = 1\n[setup]\nmean_arrival_rate = -1", "setup.mean_arrival_rate", "> 0"),
+    (
+        "topologies = 5\nseed = 1\n[setup]\nmean_arrival_rate = nan",
+        "setup.mean_arrival_rate",
+        "finite",
+    ),
+    ("topologies = 5\nseed = 1\n[setup]\nmodels = ['resnet']", "setup.models[0]", "neither"),
+    (
+        "topologies = 5\nseed = 1\n[setup]\nmodels = ['missing.csv']",
+        "setup.models[0]",
+        "cannot read",
+    ),
+    (
+        "topologies = 5\nseed = 1\n[axes]\nmean_arrival_rate = []",
+        "axes.mean_arrival_rate",
+        "not be empty",
+    ),
+    (
+        "topologies = 5\nseed = 1\n[axes]\nmean_arrival_rate = [1, 1]",
+        "axes.mean_arrival_rate",
+        "repeats",
+    ),
+    (
+        "topologies = 5\nseed = 1\n[axes]\nnum_devices = [2, 0]",
+        "axes.num_devices[1]",
+        "must be >= 1",
+    ),
+    ("topologies = 5\nseed = 1\n[axes]\nmodels = [1]", "axes.models", "unknown key"),
+    ("topologies = 5\nseed = 1\n[axes]\ncrbs = 5", "axes.crbs", "must be a list"),
+    (
+        "topologies = 5\nseed = 1\n[setup]\ncrbs = 3\n[axes]\ncrbs = [4]",
+        "setup.crbs",
+        "also an axis",
+    ),
+    ("topologies = 5\nseed = 1\n[setup]\nprice_step = 20", "price_step", "must not exceed"),
+    ("topologies = 5\nseed = 1\n[game]\nupdate = 'random'", "game.update", "must be one of"),
+    ("topologies = 5\nseed = 1\n[game]\nmin_gain = -1", "game.min_gain", "must be >= 0"),
+    ("topologies = 5\nseed = 1\n[game]\nspeed = 1", "game.speed", "unknown key"),
+    ("topologies = 5\nseed = [1", "sweep", "not valid TOML"),
+]
+
+
+@pytest.mark.parametrize(
+    "text, field, problem", BAD_SWEEPS, ids=[f"{b[1]}:{b[2]}" for b in BAD_SWEEPS]
+)
+def test_bad_sweeps_name_the_key(text, field, problem):
+    with pytest.raises(InputError) as err:
+        parse_sweep(text)
+    assert err.value.field == field
+    assert problem in err.value.problem
+
+
+def test_store_has_the_documented_schema(tiny_store):
+    ds = xr.open_zarr(tiny_store)
+    sweep = parse_sweep(TINY)
+    assert dict(ds.sizes) == {
+        "scheme": 3,
+        "mean_arrival_rate": 2,
+        "topology": 6,
+        "device": 5,
+        "server": 2,
+        "chunk": 3,
+    }
+    assert list(ds.scheme.values) == ["proposed", "user_only", "heuristic"]
+    assert (
+        list(ds.mean_arrival_rate.values) == [4.0, 13.0]
+        and ds.mean_arrival_rate.attrs["units"] == "tasks/s"
+    )
+    assert ds.device_utility.dims == ("scheme", "mean_arrival_rate", "topology", "device")
+    assert ds.price_crb.dims == ("scheme", "mean_arrival_rate", "topology", "server")
+    assert ds.rounds.dims == ("scheme", "mean_arrival_rate", "topology")
+    assert ds.model.dims == ("topology", "device")
+    for name in SCHEMA:
+        assert ds[name].attrs["units"] and ds[name].attrs["long_name"], name
+    for key in (
+        "sweep_text",
+        "seed",
+        "edgesplit_version",
+        "jax_version",
+        "jaxlib_version",
+        "precision",
+        "git_commit",
+    ):
+        assert key in ds.attrs, key
+    assert (
+        ds.attrs["sweep_text"] == TINY
+        and ds.attrs["seed"] == 42
+        and ds.attrs["precision"] == "float64"
+    )
+    assert ds.chunk_done.values.all()
+    # No NaN where a value is defined: every device and server is real here; a delay is
+    # undefined exactly when the device is idle.
+    for name in (
+        "device_utility",
+        "price_crb",
+        "price_rrb",
+        "server_utility",
+        "certificate",
+        "arrival_rate",
+    ):
+        assert not np.isnan(ds[name].values).any(), name
+    idle = ds.split.values == -1
+    assert np.array_equal(np.isnan(ds.delay.values), idle)
+    assert idle.any() and (~idle).any()
+    assert set(np.unique(ds.model.values)) <= {0, 1, 2}
+    assert ds.attrs["models"] == "alexnet asr face"
+    assert sweep.num_chunks == 3
+
+
+def test_results_do_not_depend_on_chunking_and_survive_a_kill(tiny_store, tmp_path):
+    whole = arrays(tiny_store)
+    other = tmp_path / "chunk3.zarr"
+    run_sweep(parse_sweep(TINY.replace("chunk = 2", "chunk = 3")), other, progress=False)
+    rechunked = arrays(other)
+    rechunked.pop("chunk_done")
+    assert_same_store({k: v for k, v in whole.items() if k != "chunk_done"}, rechunked)
+
+    # A real process killed once its first chunk is recorded, then resumed.
+    sweep_file = tmp_path / "tiny.toml"
+    sweep_file.write_text(TINY)
+    store = tmp_path / "killed.zarr"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "edgesplit", "run", str(sweep_file), "--out", str(store), "--quiet"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None:
+        if store.exists() and zarr.open_group(str(store), mode="r")["chunk_done"][0]:
+            os.kill(process.pid, signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    process.wait()
+    done = zarr.open_group(str(store), mode="r")["chunk_done"][:]
+    assert done[0] and not done.all(), "the kill came too late to test a resume"
+    result = edgesplit("run", str(sweep_file), "--out", str(store), "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert_same_store(whole, arrays(store))
+
+
+def test_swept_device_counts_equal_separate_unpadded_runs(tmp_path):
+    base = TINY.replace("mean_arrival_rate = [4.0, 13.0]", "mean_arrival_rate = [9.0]")
+    swept = base.replace("num_devices = 5\n", "").replace(
+        "[axes]\n", "[axes]\nnum_devices = [2, 5]\n"
+    )
+    run_sweep(parse_sweep(swept), tmp_path / "swept.zarr", progress=False)
+    padded = xr.open_zarr(tmp_path / "swept.zarr")
+    for count in (2, 5):
+        path = tmp_path / f"n{count}.zarr"
+        run_sweep(
+            parse_sweep(base.replace("num_devices = 5", f"num_devices = {count}")),
+            path,
+            progress=False,
+        )
+        alone = xr.open_zarr(path).isel(mean_arrival_rate=0)
+        point = padded.sel(num_devices=count).isel(mean_arrival_rate=0)
+        for name in SCHEMA:
+            expected = alone[name].values
+            got = (
+                point[name].isel(device=slice(0, count)).values
+                if "device" in point[name].dims
+                else point[name].values
+            )
+            np.testing.assert_array_equal(got, expected, err_msg=f"{name} with {count} devices")
+        assert not point.device_active.isel(device=slice(count, None)).values.any()
+        assert np.isnan(point.device_utility.isel(device=slice(count, None)).values).all()
+
+
+def test_chunks_reuse_one_compilation():
+    sweep = parse_sweep(TINY)
+    solver = chunk_solver(sweep)
+    solver(np.arange(0, 2))
+    solver(np.arange(2, 4))
+    solver(np.arange(4, 6))
+    assert solver._cache_size() == 1
+
+
+def test_rerun_changes_nothing_and_other_sweeps_are_refused(tiny_store, tmp_path):
+    before = arrays(tiny_store)
+    assert run_sweep(parse_sweep(TINY), tiny_store, progress=False) == 0
+    assert_same_store(before, arrays(tiny_store))
+    with pytest.raises(InputError, match="different sweep file"):
+        run_sweep(parse_sweep(TINY.replace("seed = 42", "seed = 43")), tiny_store, progress=False)
+    with pytest.raises(InputError, match="topologies"):
+        run_sweep(parse_sweep(TINY).replace(topologies=4), tiny_store, progress=False)
+    foreign = tmp_path / "foreign.zarr"
+    xr.Dataset({"a": ("x", [1, 2])}).to_zarr(foreign, zarr_format=2)
+    with pytest.raises(InputError, match="not an edgesplit"):
+        run_sweep(parse_sweep(TINY), foreign, progress=False)
+    assert_same_store(before, arrays(tiny_store))
+
+
+def test_summary_matches_a_direct_computation(tiny_store):
+    ds = xr.open_zarr(tiny_store)
+    stats = summary(ds)
+    utility = ds.device_utility.values  # (scheme, rate, topology, device)
+    per_topology = utility.mean(axis=3)
+    mean = per_topology.mean(axis=2)
+    half = 1.959963984540054 * per_topology.std(axis=2, ddof=1) / math.sqrt(6)
+    np.testing.assert_allclose(stats.md_utility.values, mean, rtol=1e-12)
+    np.testing.assert_allclose(stats.md_utility_ci95.values, half, rtol=1e-9)
+    es = ds.server_utility.values.mean(axis=3).mean(axis=2)
+    np.testing.assert_allclose(stats.es_utility.values, es, rtol=1e-12)
+    assert np.all(stats.es_utility.sel(scheme="user_only").values == 0)
+    table = summary_table(ds)
+    assert table.count("\n") == 1 + 3 * 2 + 1 and "6 of 6 topologies" in table
+    assert summary_table(ds, markdown=True).startswith("| scheme | mean_arrival_rate |")
+
+
+def test_summary_uses_finished_chunks_only(tiny_store, tmp_path):
+    partial = tmp_path / "partial.zarr"
+    run_sweep(parse_sweep(TINY), partial, progress=False)
+    zarr.open_group(str(partial), mode="r+")["chunk_done"][1:] = False
+    stats = summary(open_store(partial))
+    assert stats.attrs["topologies"] == 2
+    full = xr.open_zarr(tiny_store).isel(topology=[0, 1])
+    np.testing.assert_allclose(
+        stats.md_utility.values, full.device_utility.mean("device").mean("topology").values
+    )
+
+
+def test_plot_and_cli_on_a_store(tiny_store, tmp_path):
+    image = tmp_path / "figure.png"
+    plot_store(open_store(tiny_store), image)
+    assert image.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and image.stat().st_size > 10_000
+    result = edgesplit("summarize", str(tiny_store))
+    assert result.returncode == 0 and "proposed" in result.stdout
+    result = edgesplit("plot", str(tiny_store), "-o", str(tmp_path / "cli.png"))
+    assert result.returncode == 0 and (tmp_path / "cli.png").exists()
+
+
+def test_cli_refuses_bad_input_in_one_line(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("topologies = 5\nseed = 1\n[axes]\nmean_arrival_rate = []\n")
+    results = [
+        edgesplit("run", str(bad), "--out", str(tmp_path / "s.zarr")),
+        edgesplit("run", str(tmp_path / "missing.toml")),
+        edgesplit("summarize", str(tmp_path / "none.zarr")),
+        edgesplit(
+            "run",
+            str(ROOT / "sweeps" / "quick.toml"),
+            "--chunk",
+            "0",
+            "--out",
+            str(tmp_path / "q.zarr"),
+        ),
+    ]
+    for result in results:
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "axes.mean_arrival_rate" in results[0].stderr
+    assert "--chunk" in results[3].stderr
+    assert not (tmp_path / "s.zarr").exists() and not (tmp_path / "q.zarr").exists()
