@@ -273,7 +273,7 @@ def test_chunks_reuse_one_compilation():
     solver(np.arange(0, 2))
     solver(np.arange(2, 4))
     solver(np.arange(4, 6))
-    assert solver._cache_size() == 1
+    assert solver.func._cache_size() == 1
 
 
 def test_rerun_changes_nothing_and_other_sweeps_are_refused(tiny_store, tmp_path):

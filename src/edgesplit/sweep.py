@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -80,20 +81,23 @@ def grid_setup(sweep: Sweep) -> Setup:
 
 
 def chunk_solver(sweep: Sweep):
-    """A compiled function: topology indices (sweep.chunk,) -> ChunkResult."""
+    """A compiled function: topology indices (sweep.chunk,) -> ChunkResult.
+
+    (A ``functools.partial`` of the jitted function; ``.func`` is the jitted one.)"""
     setups = grid_setup(sweep)
-    schemes = [int(s) for s in sweep.schemes]
+    # Traced, not constants: XLA would otherwise constant-fold the scheme masks (slowly).
+    schemes = jnp.asarray([int(s) for s in sweep.schemes], jnp.int32)
     dtype = jnp.dtype(sweep.precision)
     root = jax.random.key(sweep.seed)
     max_devices, max_servers = sweep.max_devices, sweep.max_servers
     settings = sweep.game
 
-    def one_point(key, setup):
+    def one_point(key, setup, schemes):
         topology = sample_topology(key, setup, max_devices, max_servers, dtype)
         scenario = topology.scenario
         # One game per scheme rather than a vmap over schemes: a vmapped loop runs until
         # its slowest lane ends, and user-only plays no game at all.
-        each = [solve(scenario, scheme, settings) for scheme in schemes]
+        each = [solve(scenario, schemes[k], settings) for k in range(len(sweep.schemes))]
         solutions = jax.tree.map(lambda *x: jnp.stack(x), *each)
         devices = solutions.devices
         active = scenario.devices.active
@@ -121,14 +125,14 @@ def chunk_solver(sweep: Sweep):
             certificate=solutions.certificate,
         )
 
-    def one_topology(index):
+    def one_topology(index, schemes):
         key = jax.random.fold_in(root, index)
-        return jax.vmap(lambda setup: one_point(key, setup))(setups)
+        return jax.vmap(lambda setup: one_point(key, setup, schemes))(setups)
 
     @jax.jit
-    def run(indices) -> ChunkResult:
-        out = jax.vmap(one_topology)(indices)
+    def run(indices, schemes) -> ChunkResult:
+        out = jax.vmap(lambda index: one_topology(index, schemes))(indices)
         out["model"] = out["model"][:, 0]  # drawn from the key alone: equal at every point
         return ChunkResult(**out)
 
-    return run
+    return partial(run, schemes=schemes)
