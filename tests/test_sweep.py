@@ -65,6 +65,16 @@ def assert_same_store(a, b):
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)
 
 
+def assert_same_games(a, b):
+    """Same choices, counts and statuses; floats equal up to rounding (another program
+    fuses the same arithmetic differently)."""
+    for name in a:
+        if a[name].dtype.kind == "f":
+            np.testing.assert_allclose(a[name], b[name], rtol=1e-12, atol=1e-12, err_msg=name)
+        else:
+            np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
 @pytest.fixture(scope="module")
 def tiny_store(tmp_path_factory):
     path = tmp_path_factory.mktemp("tiny") / "tiny.zarr"
@@ -172,7 +182,7 @@ def test_store_has_the_documented_schema(tiny_store):
     assert ds.price_crb.dims == ("scheme", "mean_arrival_rate", "topology", "server")
     assert ds.rounds.dims == ("scheme", "mean_arrival_rate", "topology")
     assert ds.model.dims == ("topology", "device")
-    for name in SCHEMA:
+    for name in [*SCHEMA, "scheme", "mean_arrival_rate", "topology", "device", "server"]:
         assert ds[name].attrs["units"] and ds[name].attrs["long_name"], name
     for key in (
         "sweep_text",
@@ -352,3 +362,19 @@ def test_cli_refuses_bad_input_in_one_line(tmp_path):
     assert "axes.mean_arrival_rate" in results[0].stderr
     assert "--chunk" in results[3].stderr
     assert not (tmp_path / "s.zarr").exists() and not (tmp_path / "q.zarr").exists()
+
+
+def test_exhaustive_sweep_writes_the_same_store(tiny_store, tmp_path):
+    """The whole pipeline with the oracle best response: same games, same store."""
+    text = TINY.replace("[axes]", '[game]\nbest_response = "exhaustive"\n\n[axes]')
+    sweep = parse_sweep(text)
+    assert (sweep.game.crb_grid, sweep.game.rrb_grid) == (6, 30)
+    path = tmp_path / "exhaustive.zarr"
+    run_sweep(sweep, path, progress=False)
+    assert_same_games(arrays(tiny_store), arrays(path))
+    with pytest.raises(InputError, match=r"game\.crb_grid"):
+        parse_sweep(
+            text.replace(
+                'best_response = "exhaustive"', 'best_response = "exhaustive"\ncrb_grid = 3'
+            )
+        )

@@ -108,11 +108,11 @@ def _offload_terms(scenario: Scenario, price_crb, price_rrb):
         rate_per_rrb=scenario.rate_per_rrb[:, :, None],
         price_crb=per_server(price_crb),
         price_rrb=per_server(price_rrb),
-        # Device part (eq. 6) plus the fixed result return of eq. (9).
-        fixed_delay=sojourn_time(
+        # The device's part (eq. 6) depends on the split only.
+        device_delay=sojourn_time(
             devices.device_cycles, devices.cpu_hz[:, None], devices.arrival_rate[:, None]
-        )[:, None, :]
-        + per_server(servers.result_delay),
+        )[:, None, :],
+        result_delay=per_server(servers.result_delay),
     )
 
 
@@ -132,7 +132,7 @@ def offload_options_exact(scenario: Scenario, price_crb, price_rrb, crbs_left, r
         t["bits"], t["rate_per_rrb"], t["arrival_rate"], t["delay_weight"],
         t["payment_weight"] * t["price_rrb"], rrbs_left,
     )  # fmt: skip
-    delay = service_delay(t["fixed_delay"], radio_delay, server_delay, 0.0)
+    delay = service_delay(t["device_delay"], radio_delay, server_delay, t["result_delay"])
     payment = crbs * t["price_crb"] + rrbs * t["price_rrb"]
     utility = device_utility(
         t["reward"], t["delay_weight"], t["payment_weight"], t["arrival_rate"], delay, payment
@@ -157,7 +157,7 @@ def offload_options_exhaustive(
     rrbs = jnp.arange(1, rrb_grid + 1, dtype=dtype)[None, :]  # (1, Z)
     server_delay = sojourn_time(t["server_work"], crbs * t["crb_hz"], t["arrival_rate"])
     radio_delay = sojourn_time(t["bits"], rrbs * t["rate_per_rrb"], t["arrival_rate"])
-    delay = service_delay(t["fixed_delay"], radio_delay, server_delay, 0.0)
+    delay = service_delay(t["device_delay"], radio_delay, server_delay, t["result_delay"])
     payment = crbs * t["price_crb"] + rrbs * t["price_rrb"]
     utility = device_utility(
         t["reward"], t["delay_weight"], t["payment_weight"], t["arrival_rate"], delay, payment

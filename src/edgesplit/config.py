@@ -199,6 +199,10 @@ class GameSettings:
         number(self.max_rounds, "max_rounds", at_least=1, integer=True)
         number(self.cycle_window, "cycle_window", at_least=1, integer=True)
         number(self.min_gain, "min_gain", at_least=0)
+        if not isinstance(self.joint_price, bool):
+            raise InputError("joint_price", f"must be true or false, got {self.joint_price!r}")
+        for grid in ("crb_grid", "rrb_grid"):
+            number(getattr(self, grid), grid, at_least=0, integer=True)
 
     @property
     def moves(self) -> tuple[tuple[int, int], ...]:
@@ -214,7 +218,11 @@ def defaults_markdown() -> str:
     lines = ["| parameter | default | unit | symbol | source |", "|---|---|---|---|---|"]
     for f in dataclasses.fields(Setup) + dataclasses.fields(GameSettings):
         meta = f.metadata
-        default = ", ".join(f.default) if isinstance(f.default, tuple) else repr(f.default)
+        default = f.default
+        if isinstance(default, tuple):
+            default = ", ".join(default)
+        elif isinstance(default, float):
+            default = f"{default:g}"
         lines.append(
             f"| `{f.name}` | {default} | {meta['unit']} | {meta['symbol']} | {meta['source']} |"
         )

@@ -17,8 +17,10 @@ PANELS = (
 
 def plot_store(ds: xr.Dataset, path: str | Path) -> None:
     """Draw one line per scheme with its 95% confidence band, and save to ``path``."""
-    import matplotlib
-
+    try:
+        import matplotlib
+    except ImportError:
+        raise InputError("plot", "needs matplotlib: pip install 'edgesplit[plot]'") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

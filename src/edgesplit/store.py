@@ -116,10 +116,18 @@ def template(sweep: Sweep) -> xr.Dataset:
 
     units = {f.name: f.metadata["unit"] for f in fields(Setup)}
     coords = {
-        "scheme": ("scheme", [s.label for s in sweep.schemes]),
-        "topology": ("topology", np.arange(sweep.topologies)),
-        "device": ("device", np.arange(sweep.max_devices)),
-        "server": ("server", np.arange(sweep.max_servers)),
+        "scheme": (
+            "scheme",
+            [s.label for s in sweep.schemes],
+            _about("1", "proposed or a benchmark"),
+        ),
+        "topology": (
+            "topology",
+            np.arange(sweep.topologies),
+            _about("1", "random topology; its key is fold_in(key(seed), topology)"),
+        ),
+        "device": ("device", np.arange(sweep.max_devices), _about("1", "MD index")),
+        "server": ("server", np.arange(sweep.max_servers), _about("1", "ES index")),
     }
     for axis, values in sweep.axes.items():
         coords[axis] = (
@@ -134,7 +142,7 @@ def template(sweep: Sweep) -> xr.Dataset:
         data[name] = xr.Variable(
             dims,
             da.zeros(_shape(name, sweep), dtype=_dtype(name, sweep), chunks=chunks),
-            {"units": variable.units, "long_name": variable.long_name},
+            _about(variable.units, variable.long_name),
         )
     data["chunk_done"] = xr.Variable(
         ("chunk",),
@@ -142,6 +150,10 @@ def template(sweep: Sweep) -> xr.Dataset:
         {"long_name": "the chunk's results are written (the record a resumed run trusts)"},
     )
     return xr.Dataset(data, coords=coords, attrs=_attributes(sweep))
+
+
+def _about(units: str, long_name: str) -> dict:
+    return {"units": units, "long_name": long_name}
 
 
 def _attributes(sweep: Sweep) -> dict:

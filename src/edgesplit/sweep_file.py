@@ -104,6 +104,7 @@ def parse_sweep(text: str, default_name: str = "sweep", base_dir: Path = Path(".
         raise InputError("chunk", f"must be <= topologies ({topologies}), got {chunk}")
 
     axes = _parse_axes(data.get("axes", {}))
+    setup = _parse_setup(data.get("setup", {}), axes, base_dir)
     return Sweep(
         name=name,
         description=description,
@@ -113,8 +114,8 @@ def parse_sweep(text: str, default_name: str = "sweep", base_dir: Path = Path(".
         seed=number(data["seed"], "seed", at_least=0, at_most=2**63 - 1, integer=True),
         chunk=chunk,
         precision=choice(data.get("precision", "float64"), "precision", PRECISIONS),
-        setup=_parse_setup(data.get("setup", {}), axes, base_dir),
-        game=_parse_game(data.get("game", {})),
+        setup=setup,
+        game=_parse_game(data.get("game", {}), setup, axes),
         axes=axes,
     )
 
@@ -183,10 +184,21 @@ def _check_price_step(setup: Setup, axes: dict) -> None:
         raise InputError("price_step", f"must not exceed max_price ({min(tops)}), got {max(steps)}")
 
 
-def _parse_game(raw) -> GameSettings:
+def _parse_game(raw, setup: Setup, axes: dict) -> GameSettings:
     fields = [f.name for f in dataclasses.fields(GameSettings)]
     table(raw, "game", optional=fields)
     try:
-        return GameSettings(**raw)
+        game = GameSettings(**raw)
     except InputError as err:
         raise InputError(f"game.{err.field}", err.problem) from None
+    if game.best_response == "exhaustive":
+        # The exhaustive grid must reach every server's capacity; by default it does.
+        grids = {}
+        for grid, capacity in (("crb_grid", "crbs"), ("rrb_grid", "rrbs")):
+            largest = int(max(axes.get(capacity, (getattr(setup, capacity),))))
+            given = getattr(game, grid)
+            if given and given < largest:
+                raise InputError(f"game.{grid}", f"must be >= the largest {capacity} ({largest})")
+            grids[grid] = given or largest
+        game = game.replace(**grids)
+    return game
