@@ -245,3 +245,36 @@ def test_prices_stay_on_the_grid_and_in_range(rng):
     steps = np.stack([steps, steps], axis=-1).astype(np.int32)
     grid_crb, _ = jax.vmap(prices_at)(scenarios.servers, steps)
     np.testing.assert_allclose(np.asarray(solutions.price_crb), grid_crb, rtol=0, atol=1e-12)
+
+
+def test_fast_forward_is_exact(rng):
+    """Skipping the opening no-buyer rounds gives bit-for-bit the game played through them."""
+    from edgesplit.config import Setup
+    from edgesplit.price_game import _rounds_without_buyers
+    from edgesplit.topology import sample_topology
+
+    _, random_scenarios, random_schemes, _ = solved_batch(rng, 24)
+    setup = Setup().replace(mean_arrival_rate=11.0)
+    fig3 = stack([sample_topology(jax.random.key(i), setup, 20, 2).scenario for i in range(6)])
+    for scenarios, schemes in (
+        (random_scenarios, random_schemes),
+        (fig3, np.arange(6, dtype=np.int32) % 4),
+    ):
+        for settings in (GameSettings(), GameSettings(update="sequential", joint_price=False)):
+            fast = jax.jit(jax.vmap(lambda sc, k, st=settings: solve(sc, k, st)))(
+                scenarios, schemes
+            )
+            slow_settings = settings.replace(fast_forward=False)
+            slow = jax.jit(jax.vmap(lambda sc, k, st=slow_settings: solve(sc, k, st)))(
+                scenarios, schemes
+            )
+            jax.tree.map(np.testing.assert_array_equal, fast, slow)
+            skipped = jax.vmap(
+                lambda sc, k, st=settings: _rounds_without_buyers(sc, scheme_options(sc, k), st)
+            )(scenarios, schemes)
+            plays = np.asarray(schemes) != Scheme.USER_ONLY  # user-only plays no game
+            skipped = np.asarray(skipped)[plays]
+            assert np.all(skipped <= np.asarray(fast.rounds)[plays])
+            assert np.any(skipped > 0)
+    # On the Fig. 3 setup most of the game is the opening descent.
+    assert skipped.max() > 50

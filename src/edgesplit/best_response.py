@@ -198,20 +198,27 @@ def choice_utility(scenario: Scenario, choice: Choice, price_crb, price_rrb):
     return jnp.where(choice.split == IDLE, 0.0, utility)
 
 
+def local_option(scenario: Scenario, options: Options):
+    """(utility, delay) of running every layer on the device (eqs. 2, 6, 10), (M,) each;
+    utility -inf where the scheme forbids it or the queue is unstable."""
+    devices = scenario.devices
+    cycles = jnp.take_along_axis(devices.device_cycles, devices.num_layers[:, None], axis=1)[:, 0]
+    delay = sojourn_time(cycles, devices.cpu_hz, devices.arrival_rate)
+    utility = device_utility(
+        devices.reward, devices.delay_weight, devices.payment_weight, devices.arrival_rate,
+        delay, 0.0,
+    )  # fmt: skip
+    return jnp.where(options.local & jnp.isfinite(delay), utility, -jnp.inf), delay
+
+
 def choose(scenario: Scenario, options: Options, offload: OffloadOptions) -> Choice:
-    """Each device's best option: the best allowed offload, all-local, or idle (eq. 12)."""
+    """Each device's best option: the best allowed offload, all-local, or idle (eq. 12).
+
+    Offloading is chosen only when it beats both the local option (ties go local) and
+    idling (utility 0)."""
     devices = scenario.devices
     num_splits = offload.utility.shape[2]
-
-    local_cycles = jnp.take_along_axis(devices.device_cycles, devices.num_layers[:, None], axis=1)[
-        :, 0
-    ]
-    local_delay = sojourn_time(local_cycles, devices.cpu_hz, devices.arrival_rate)
-    local_utility = device_utility(
-        devices.reward, devices.delay_weight, devices.payment_weight, devices.arrival_rate,
-        local_delay, 0.0,
-    )  # fmt: skip
-    local_utility = jnp.where(options.local & jnp.isfinite(local_delay), local_utility, -jnp.inf)
+    local_utility, local_delay = local_option(scenario, options)
 
     offload_utility = jnp.where(options.offload, offload.utility, -jnp.inf)
     flat = offload_utility.reshape(offload_utility.shape[0], -1)

@@ -187,6 +187,11 @@ class GameSettings:
         8, "rounds", "", "Choice: revisits within 8 rounds stop the game at once; longer cycles "
         "are caught by a checkpoint at every power of two rounds",
     )  # fmt: skip
+    fast_forward: bool = _param(
+        True, "", "",
+        "Skip Algorithm 1's opening rounds in which nobody buys and prices only fall: "
+        "found by binary search, and exact (the same game as playing them)",
+    )  # fmt: skip
     best_response: str = _param(
         "exact", "", "", "Closed-form integer optimum; 'exhaustive' scans every (y, z) (the oracle)"
     )
@@ -199,8 +204,9 @@ class GameSettings:
         number(self.max_rounds, "max_rounds", at_least=1, integer=True)
         number(self.cycle_window, "cycle_window", at_least=1, integer=True)
         number(self.min_gain, "min_gain", at_least=0)
-        if not isinstance(self.joint_price, bool):
-            raise InputError("joint_price", f"must be true or false, got {self.joint_price!r}")
+        for flag in ("joint_price", "fast_forward"):
+            if not isinstance(getattr(self, flag), bool):
+                raise InputError(flag, f"must be true or false, got {getattr(self, flag)!r}")
         for grid in ("crb_grid", "rrb_grid"):
             number(getattr(self, grid), grid, at_least=0, integer=True)
 

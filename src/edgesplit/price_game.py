@@ -33,6 +33,7 @@ that rounds compare exactly and no rounding drifts.
 from __future__ import annotations
 
 from enum import IntEnum
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -41,6 +42,7 @@ from edgesplit.admission import respond_with_admission
 from edgesplit.best_response import (
     Choice,
     choose,
+    local_option,
     offload_options_exact,
     offload_options_exhaustive,
 )
@@ -74,22 +76,38 @@ def prices_at(servers: Servers, steps):
     return prices[:, 0], prices[:, 1]
 
 
+def top_step(servers: Servers):
+    """(S,) the step at which a price reaches 0: ceil(max_price / Δ)."""
+    return jnp.ceil(servers.max_price / servers.price_step).astype(jnp.int32)
+
+
+def _not_below_cost(servers: Servers, steps):
+    """(S,) whether both prices at ``steps`` are at or above cost (up to the rounding of
+    max_price - k·Δ, so that a grid price equal to cost counts as at cost)."""
+    price_crb, price_rrb = prices_at(servers, steps)
+    slack = PRICE_TOLERANCE * servers.max_price
+    return (price_crb >= servers.cost_crb - slack) & (price_rrb >= servers.cost_rrb - slack)
+
+
 def market(
     scenario: Scenario, options: Options, settings: GameSettings, price_crb, price_rrb
 ) -> Choice:
     """The devices' choices at these prices, capacities enforced."""
 
     def respond(crbs_left, rrbs_left):
-        if settings.best_response == "exact":
-            offload = offload_options_exact(scenario, price_crb, price_rrb, crbs_left, rrbs_left)
-        else:
-            offload = offload_options_exhaustive(
-                scenario, price_crb, price_rrb, crbs_left, rrbs_left,
-                settings.crb_grid, settings.rrb_grid,
-            )  # fmt: skip
+        offload = offload_options(settings)(scenario, price_crb, price_rrb, crbs_left, rrbs_left)
         return choose(scenario, options, offload)
 
     return respond_with_admission(scenario, price_crb, price_rrb, respond)
+
+
+def offload_options(settings: GameSettings):
+    """The offload-option kernel ``settings`` asks for (exact or exhaustive)."""
+    if settings.best_response == "exact":
+        return offload_options_exact
+    return partial(
+        offload_options_exhaustive, crb_grid=settings.crb_grid, rrb_grid=settings.rrb_grid
+    )
 
 
 def server_sales(scenario: Scenario, choice: Choice, price_crb, price_rrb):
@@ -113,7 +131,7 @@ def _utility_at_steps(scenario, options, settings, steps):
 def _decide(scenario, options, settings, steps, server, current_utility, sold_nothing):
     """Server ``server``'s next steps (2,) given everyone's current ``steps`` (S, 2)."""
     servers = scenario.servers
-    top = jnp.ceil(servers.max_price[server] / servers.price_step[server]).astype(steps.dtype)
+    top = top_step(servers)[server]
     own = steps[server]
     moves = jnp.asarray(settings.moves, steps.dtype)
     tries = jnp.clip(own[None, :] + moves, 0, top)  # (C, 2)
@@ -124,14 +142,9 @@ def _decide(scenario, options, settings, steps, server, current_utility, sold_no
     improves = utilities[:, server] - current_utility > settings.min_gain
     best_move = jnp.where(jnp.any(improves), tries[jnp.argmax(improves)], own)
 
-    # No buyers and nothing better: step down to attract them, but not below cost
-    # (up to the rounding of max_price - k·Δ, so that a grid price equal to cost is allowed).
+    # No buyers and nothing better: step down to attract them, but not below cost.
     lower = own + jnp.asarray(DESCENT, steps.dtype)
-    price_crb, price_rrb = prices_at(servers, steps.at[server].set(lower))
-    slack = PRICE_TOLERANCE * servers.max_price[server]
-    above_cost = (price_crb[server] >= servers.cost_crb[server] - slack) & (
-        price_rrb[server] >= servers.cost_rrb[server] - slack
-    )
+    above_cost = _not_below_cost(servers, steps.at[server].set(lower))[server]
     descends = ~jnp.any(improves) & sold_nothing & above_cost & jnp.all(lower <= top)
     return jnp.where(servers.active[server], jnp.where(descends, lower, best_move), own)
 
@@ -157,7 +170,6 @@ def _sequential_round(scenario, options, settings, steps):
 
 def play(scenario: Scenario, options: Options, settings: GameSettings):
     """Algorithm 1 from the maximum prices. Returns (steps (S, 2), rounds, status)."""
-    num_servers = scenario.servers.num_servers
     play_round = _simultaneous_round if settings.update == "simultaneous" else _sequential_round
 
     def running(state):
@@ -183,10 +195,96 @@ def play(scenario: Scenario, options: Options, settings: GameSettings):
         checkpoint = jnp.where((rounds & (rounds - 1)) == 0, new, checkpoint)
         return new, rounds, status, recent, checkpoint
 
-    steps = jnp.zeros((num_servers, 2), jnp.int32)
-    never = jnp.full((settings.cycle_window, num_servers, 2), -1, jnp.int32)
     status = jnp.where(options.servers_play, _RUNNING, Status.CONVERGED).astype(jnp.int32)
+    if settings.fast_forward:
+        skipped = jnp.where(
+            options.servers_play, _rounds_without_buyers(scenario, options, settings), 0
+        )
+    else:
+        skipped = jnp.int32(0)
+    state = _state_after_descent(scenario.servers, skipped, settings.cycle_window)
     steps, rounds, status, _, _ = jax.lax.while_loop(
-        running, one_round, (steps, jnp.int32(0), status, never, never[0])
+        running, one_round, (state[0], skipped, status, *state[1:])
     )
     return steps, rounds, status
+
+
+def _binary_search(predicate, low, high):
+    """(S,) the smallest k in [low, high] with ``predicate(k)`` true, for a predicate that is
+    monotone (false, then true) in each entry; ``high`` where it is never true before."""
+
+    def narrowing(bounds):
+        low, high = bounds
+        return jnp.any(low < high)
+
+    def halve(bounds):
+        low, high = bounds
+        middle = (low + high) // 2
+        holds = predicate(middle)
+        return jnp.where(holds, low, middle + 1), jnp.where(holds, middle, high)
+
+    return jax.lax.while_loop(narrowing, halve, (low, high))[0]
+
+
+def _descent_floor(servers: Servers):
+    """(S,) the step a server without buyers descends to: the last one not below cost."""
+    top = top_step(servers)
+    first_below = _binary_search(
+        lambda k: ~_not_below_cost(servers, jnp.stack([k, k], -1)) | (k > top),
+        jnp.ones_like(top),
+        top + 1,
+    )
+    return first_below - 1
+
+
+def _first_sale(scenario: Scenario, options: Options, settings: GameSettings):
+    """(S,) the first step k at which some device would buy from server s, its prices k
+    steps below the maximum and every other server unattractive; top + 1 if none.
+
+    A device buys from s when its best offload to s beats both running locally and
+    idling, exactly as :func:`choose` decides; with nobody else buying, s has all its
+    blocks to offer."""
+    servers = scenario.servers
+    local, _ = local_option(scenario, options)
+    outside = jnp.maximum(local, 0.0)[:, None]
+    kernel = offload_options(settings)
+    crbs = jnp.where(servers.active, servers.crbs, 0)
+    rrbs = jnp.where(servers.active, servers.rrbs, 0)
+
+    def someone_buys(k):
+        price_crb, price_rrb = prices_at(servers, jnp.stack([k, k], -1))
+        offload = kernel(scenario, price_crb, price_rrb, crbs, rrbs)
+        best = jnp.max(jnp.where(options.offload, offload.utility, -jnp.inf), axis=2)  # (M, S)
+        return jnp.any(best > outside, axis=0)
+
+    top = top_step(servers)
+    return _binary_search(someone_buys, jnp.zeros_like(top), top + 1)
+
+
+def _rounds_without_buyers(scenario: Scenario, options: Options, settings: GameSettings):
+    """How many opening rounds of Algorithm 1 only lower prices, nobody buying: in them
+    every server with no improving move and no buyer steps down (to its floor), and no
+    server finds a buyer at its price or one step below. Those rounds can be skipped:
+    the game after them is exactly the game played through them."""
+    servers = scenario.servers
+    floor = _descent_floor(servers)
+    first = _first_sale(scenario, options, settings)
+    # At round r a server is min(r, floor) steps down; it sees a buyer at its tentative
+    # one-step cut once min(r, floor) + 1 >= first.
+    sees_buyer = servers.active & (first <= floor + 1)
+    quiet = jnp.min(jnp.where(sees_buyer, first - 1, jnp.iinfo(jnp.int32).max))
+    falling = jnp.max(jnp.where(servers.active, floor, 0))  # rounds in which a price falls
+    return jnp.clip(jnp.minimum(quiet, falling), 0, settings.max_rounds - 1).astype(jnp.int32)
+
+
+def _state_after_descent(servers: Servers, rounds, window: int):
+    """(steps, recent, checkpoint) of the game loop after ``rounds`` rounds of pure descent."""
+    floor = jnp.where(servers.active, _descent_floor(servers), 0)
+
+    def steps_after(r):
+        return jnp.where(r >= 0, jnp.minimum(r, floor), -1)[:, None].repeat(2, axis=1)
+
+    recent = jax.vmap(steps_after)(rounds - 1 - jnp.arange(window))
+    # The checkpoint holds the state after the last power-of-two round.
+    power = jnp.where(rounds > 0, jnp.left_shift(1, 31 - jax.lax.clz(jnp.maximum(rounds, 1))), -1)
+    return steps_after(jnp.maximum(rounds, 0)), recent, steps_after(power)

@@ -10,7 +10,8 @@ Writing order, so that a crash never leaves a store that lies:
 1. The template (dims, coordinates, attributes, empty variables) is built in a
    temporary folder beside the target and renamed into place: a store either has a
    complete template or does not exist.
-2. A chunk's variables are written into their region, then ``chunk_done[i]`` is set.
+2. A chunk's variables are written into their region and synced to disk, then
+   ``chunk_done[i]`` is set.
    Unwritten Zarr chunks read as fill values, so ``chunk_done`` is the record of what
    holds results; a chunk killed mid-write is not marked and is solved again.
 
@@ -273,7 +274,15 @@ def write_chunk(path: str | Path, sweep: Sweep, index: int, arrays: dict[str, np
         dims = dims_of(name, sweep)
         region = tuple(slice(start, stop) if d == "topology" else slice(None) for d in dims)
         group[name][region] = arrays[name]
+    _flush_to_disk()  # the results are on disk before the record says so
     group["chunk_done"][index] = True
+    _flush_to_disk()
+
+
+def _flush_to_disk() -> None:
+    """Push written files to stable storage, so a power cut cannot undo a recorded chunk."""
+    if hasattr(os, "sync"):
+        os.sync()
 
 
 def to_store_layout(sweep: Sweep, result, count: int) -> dict[str, np.ndarray]:
