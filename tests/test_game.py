@@ -256,25 +256,25 @@ def test_fast_forward_is_exact(rng):
     _, random_scenarios, random_schemes, _ = solved_batch(rng, 24)
     setup = Setup().replace(mean_arrival_rate=11.0)
     fig3 = stack([sample_topology(jax.random.key(i), setup, 20, 2).scenario for i in range(6)])
-    for scenarios, schemes in (
-        (random_scenarios, random_schemes),
-        (fig3, np.arange(6, dtype=np.int32) % 4),
-    ):
-        for settings in (GameSettings(), GameSettings(update="sequential", joint_price=False)):
-            fast = jax.jit(jax.vmap(lambda sc, k, st=settings: solve(sc, k, st)))(
+    cases = [
+        (random_scenarios, random_schemes, GameSettings()),
+        (random_scenarios, random_schemes, GameSettings(update="sequential", joint_price=False)),
+        (fig3, np.arange(6, dtype=np.int32) % 4, GameSettings()),
+    ]
+    for scenarios, schemes, settings in cases:
+        solved = {}
+        for fast_forward in (True, False):
+            st = settings.replace(fast_forward=fast_forward)
+            solved[fast_forward] = jax.jit(jax.vmap(lambda sc, k, st=st: solve(sc, k, st)))(
                 scenarios, schemes
             )
-            slow_settings = settings.replace(fast_forward=False)
-            slow = jax.jit(jax.vmap(lambda sc, k, st=slow_settings: solve(sc, k, st)))(
-                scenarios, schemes
-            )
-            jax.tree.map(np.testing.assert_array_equal, fast, slow)
-            skipped = jax.vmap(
-                lambda sc, k, st=settings: _rounds_without_buyers(sc, scheme_options(sc, k), st)
-            )(scenarios, schemes)
-            plays = np.asarray(schemes) != Scheme.USER_ONLY  # user-only plays no game
-            skipped = np.asarray(skipped)[plays]
-            assert np.all(skipped <= np.asarray(fast.rounds)[plays])
-            assert np.any(skipped > 0)
+        jax.tree.map(np.testing.assert_array_equal, solved[True], solved[False])
+        skipped = jax.vmap(
+            lambda sc, k, st=settings: _rounds_without_buyers(sc, scheme_options(sc, k), st)
+        )(scenarios, schemes)
+        plays = np.asarray(schemes) != Scheme.USER_ONLY  # user-only plays no game
+        skipped = np.asarray(skipped)[plays]
+        assert np.all(skipped <= np.asarray(solved[True].rounds)[plays])
+        assert np.any(skipped > 0)
     # On the Fig. 3 setup most of the game is the opening descent.
     assert skipped.max() > 50

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from edgesplit.errors import InputError
-from edgesplit.validation import load_json, number
+from edgesplit.validation import load_json, number, read_text
 
 BITS_PER_ELEMENT = 32
 """Activations are float32 (the DjiNN size script uses 4 bytes an element)."""
@@ -214,10 +214,7 @@ def load_profile(path: str | Path, name: str | None = None) -> LayerProfile:
     path = Path(path)
     name = name or path.stem
     where = str(path)
-    try:
-        text = path.read_text()
-    except OSError as err:
-        raise InputError(where, f"cannot read profile: {err.strerror}") from None
+    text = read_text(path)
     if path.suffix.lower() == ".json":
         data = load_json(text, where)
         rows = data.get("layers") if isinstance(data, dict) else data

@@ -36,7 +36,7 @@ from edgesplit.models import BUILTIN_PROFILES, DnnModel, builtin_model
 from edgesplit.price_game import Status
 from edgesplit.scenario import Devices, Scenario, Servers, stack_tables
 from edgesplit.solve import Solution
-from edgesplit.validation import choice, load_json, nonempty_list, number, table
+from edgesplit.validation import choice, load_json, nonempty_list, number, read_text, table
 
 DEVICE_KEYS = ("model", "cpu_hz", "arrival_rate", "reward", "delay_weight", "payment_weight")
 SERVER_KEYS = (
@@ -57,12 +57,7 @@ class ScenarioFile:
 
 
 def read_scenario(path: str | Path) -> ScenarioFile:
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as err:
-        raise InputError(str(path), f"cannot read: {err.strerror}") from None
-    return parse_scenario(load_json(text, str(path)))
+    return parse_scenario(load_json(read_text(path), str(path)))
 
 
 def parse_scenario(data) -> ScenarioFile:

@@ -35,7 +35,7 @@ from edgesplit.config import GameSettings, Setup, check_setup_value
 from edgesplit.errors import InputError
 from edgesplit.models import resolve_model
 from edgesplit.schemes import Scheme
-from edgesplit.validation import choice, nonempty_list, number, table
+from edgesplit.validation import choice, nonempty_list, number, read_text, table
 
 TOP_KEYS = ("name", "description", "schemes", "topologies", "seed", "chunk", "precision")
 SECTIONS = ("setup", "game", "axes")
@@ -76,11 +76,7 @@ class Sweep:
 
 def read_sweep(path: str | Path) -> Sweep:
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as err:
-        raise InputError(str(path), f"cannot read: {err.strerror}") from None
-    return parse_sweep(text, default_name=path.stem, base_dir=path.parent)
+    return parse_sweep(read_text(path), default_name=path.stem, base_dir=path.parent)
 
 
 def parse_sweep(text: str, default_name: str = "sweep", base_dir: Path = Path(".")) -> Sweep:

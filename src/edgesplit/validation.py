@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable
+from pathlib import Path
 
 from edgesplit.errors import InputError
 
@@ -65,6 +66,16 @@ def nonempty_list(value, field: str) -> list:
     if not value:
         raise InputError(field, "must not be empty")
     return value
+
+
+def read_text(path: Path) -> str:
+    """A user file's text, or an InputError naming the file."""
+    try:
+        return Path(path).read_text()
+    except UnicodeDecodeError:
+        raise InputError(str(path), "is not a text file") from None
+    except OSError as err:
+        raise InputError(str(path), f"cannot read: {err.strerror}") from None
 
 
 def load_json(text: str, field: str):
