@@ -49,8 +49,8 @@ def offload_delay(problem, m, s, split, crbs, rrbs):
     server = problem["servers"][s]
     cycles, bits = layers_of(problem, m)
     lam = device["arrival_rate"]
-    on_device = sum(cycles[:split])
-    on_server = sum(cycles[split:])
+    on_device = math.fsum(cycles[:split])  # correctly rounded, as the partition table
+    on_server = math.fsum(cycles[split:])
     mu_device = device["cpu_hz"] / on_device if on_device > 0 else math.inf  # eq. (2)
     mu_crb = server["crb_hz"] / on_server if on_server > 0 else math.inf  # eq. (3)
     mu_rrb = problem["rate_per_rrb"][m][s] / bits[split] if bits[split] > 0 else math.inf  # eq. (5)
@@ -67,7 +67,7 @@ def offload_delay(problem, m, s, split, crbs, rrbs):
 def local_delay(problem, m):
     device = problem["devices"][m]
     cycles, _ = layers_of(problem, m)
-    total = sum(cycles)
+    total = math.fsum(cycles)
     return sojourn(
         device["cpu_hz"] / total if total > 0 else math.inf, device["arrival_rate"]
     )  # eqs. (2), (6)

@@ -116,35 +116,64 @@ def test_both_kernels_equal_the_python_loops(rng):
                     assert got.delay[i, m] == pytest.approx(expected.delay, rel=1e-9), where
 
 
-def test_block_count_is_the_integer_minimum():
-    """The closed form against a scan of n, including boundary cases."""
-    cases = [
-        # work, capacity per block, λ, δ, ω·g, most blocks
-        (1.0, 1.0, 2.0, 1.0, 0.1, 50),  # interior optimum
-        (1.0, 1.0, 3.0, 1.0, 1e-9, 50),  # nearly free: buy the most
-        (1.0, 1.0, 3.0, 1.0, 0.0, 50),  # free: buy the most
-        (1.0, 1.0, 3.0, 0.0, 0.5, 50),  # delay costs nothing: the least stable count
-        (1.0, 1.0, 3.0, 1.0, 100.0, 50),  # dear: the least stable count
-        (1.0, 1.0, 3.0, 1.0, 0.1, 3),  # λ·W/K = 3 exactly: 3 blocks are unstable
-        (0.0, 1.0, 3.0, 1.0, 0.1, 5),  # no work: one block
-        (0.1, 0.3, 9.0, 1.0, 0.2, 10),  # λ·W/K = 3.0000000000000004 in floating point
+def scan_blocks(rate, lam, delta, price, most):
+    """The integer minimum of δ/(nμ - λ) + ω g·n by trying every n (eqs. 7, 8, 10)."""
+    costs = [
+        delta / (k * rate - lam) + price * k if k * rate > lam else np.inf
+        for k in range(1, most + 1)
     ]
-    for work, capacity, lam, delta, price, most in cases:
+    return None if np.all(np.isinf(costs)) else int(np.argmin(costs)) + 1
+
+
+def test_block_count_is_the_integer_minimum():
+    """The closed form against a scan of n, at named boundary cases and at random
+    arrival rates within rounding of an exact multiple of the per-block rate."""
+    cases = [
+        # μ of one block, λ, δ, ω·g, most blocks
+        (1.0, 2.0, 1.0, 0.1, 50),  # interior optimum
+        (1.0, 3.0, 1.0, 1e-9, 50),  # nearly free: buy the most
+        (1.0, 3.0, 1.0, 0.0, 50),  # free: buy the most
+        (1.0, 3.0, 0.0, 0.5, 50),  # delay costs nothing: the least stable count
+        (1.0, 3.0, 1.0, 100.0, 50),  # dear: the least stable count
+        (1.0, 3.0, 1.0, 0.1, 3),  # λ = 3μ exactly: 3 blocks are unstable
+        (np.inf, 3.0, 1.0, 0.1, 5),  # no work: one block
+        (0.3, 0.9, 1.0, 0.2, 10),  # λ/μ = 3.0000000000000004 in floating point
+    ]
+    rng = np.random.default_rng(3)
+    for _ in range(2000):
+        rate = float(rng.uniform(0.01, 10.0))
+        lam = float(rng.integers(1, 8) * rate * (1 + rng.choice([-1e-16, 0.0, 1e-16, 1e-12])))
+        cases.append(
+            (
+                rate,
+                lam,
+                float(rng.uniform(0, 2)),
+                float(rng.uniform(0, 1)),
+                int(rng.integers(1, 12)),
+            )
+        )
+    for rate, lam, delta, price, most in cases:
         n, sojourn = best_block_count(
-            jnp.float64(work), jnp.float64(capacity), jnp.float64(lam), jnp.float64(delta),
-            jnp.float64(price), most,
-        )  # fmt: skip
-        costs = []
-        for k in range(1, most + 1):
-            margin = k * capacity - lam * work
-            costs.append(delta * work / margin + price * k if margin > 0 else np.inf)
-        if np.all(np.isinf(costs)):
-            assert int(n) == 0 and np.isinf(sojourn)
+            jnp.float64(rate), jnp.float64(lam), jnp.float64(delta), jnp.float64(price), most
+        )
+        best = scan_blocks(rate, lam, delta, price, most)
+        if best is None:
+            assert int(n) == 0 and np.isinf(sojourn), (rate, lam, delta, price, most)
         else:
-            best = int(np.argmin(costs)) + 1
-            assert int(n) == best, (work, capacity, lam, delta, price, most)
+            # Equal cost is enough: with δ = 0 and g = 0 every count costs nothing.
+            costs = {
+                k: delta / (k * rate - lam) + price * k if k * rate > lam else np.inf
+                for k in (int(n), best)
+            }
+            assert costs[int(n)] == pytest.approx(costs[best], rel=1e-12), (
+                rate,
+                lam,
+                delta,
+                price,
+                most,
+            )
             assert float(sojourn) == pytest.approx(
-                work / (best * capacity - lam * work) if work else 0.0
+                0.0 if np.isinf(rate) else 1 / (int(n) * rate - lam)
             )
 
 

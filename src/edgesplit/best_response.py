@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 
-from edgesplit.delays import device_utility, service_delay, sojourn_time
+from edgesplit.delays import device_utility, service_delay, service_rate, sojourn_time
 from edgesplit.scenario import Scenario
 from edgesplit.schemes import Options
 
@@ -54,30 +54,33 @@ class OffloadOptions:
     delay: jax.Array
 
 
-def best_block_count(work, capacity_per_block, arrival_rate, delay_weight, unit_price, max_blocks):
-    """The integer n in [1, max_blocks] that minimises δ·W/(nK - λW) + ω g·n (eqs. 7, 8, 10).
+def best_block_count(rate_per_block, arrival_rate, delay_weight, unit_price, max_blocks):
+    """The integer n in [1, max_blocks] that minimises δ / (n·μ - λ) + ω g·n (eqs. 7, 8, 10).
 
-    ``unit_price`` is ω·g. Returns (n, sojourn time at n); n = 0 and an infinite
-    sojourn time when no n in range is stable. The continuous optimum solves
-    (nK - λW)² = δWK / (ωg); the cost is convex in n on the stable range, so the
-    integer optimum is the floor or the ceiling of it, clipped to the range.
+    ``rate_per_block`` is μ of one block (eq. 3 or 5), ``unit_price`` is ω·g. Returns
+    (n, sojourn time at n); n = 0 and an infinite sojourn time when no n in range is
+    stable. The continuous optimum solves (nμ - λ)² = δμ / (ωg); the cost is convex in
+    n on the stable range, so the integer optimum is the floor or the ceiling of it,
+    clipped to the range.
     """
-    load = arrival_rate * work
-    smallest = jnp.floor(load / capacity_per_block) + 1.0
-    # Guard the rounding of load / K: the smallest stable n must pass the same test as the delay.
-    smallest = jnp.where(smallest * capacity_per_block - load > 0, smallest, smallest + 1.0)
+    # The smallest stable n is floor(λ/μ) + 1 in exact arithmetic; λ/μ may round across
+    # an integer either way, so test the neighbours with the delay's own predicate.
+    below = jnp.floor(arrival_rate / rate_per_block)
+    smallest = jnp.where(
+        (below >= 1) & (below * rate_per_block > arrival_rate),
+        below,
+        jnp.where((below + 1) * rate_per_block > arrival_rate, below + 1, below + 2),
+    )
     smallest = jnp.maximum(smallest, 1.0)
     max_blocks = jnp.asarray(max_blocks, smallest.dtype)
 
     has_price = unit_price > 0
-    spread = jnp.sqrt(
-        delay_weight * work * capacity_per_block / jnp.where(has_price, unit_price, 1.0)
-    )
-    optimum = jnp.where(has_price, (load + spread) / capacity_per_block, jnp.inf)
-    optimum = jnp.where(work > 0, optimum, 1.0)  # no work: no delay, buy the least
+    spread = jnp.sqrt(delay_weight * rate_per_block / jnp.where(has_price, unit_price, 1.0))
+    optimum = jnp.where(has_price, (arrival_rate + spread) / rate_per_block, jnp.inf)
+    optimum = jnp.where(jnp.isinf(rate_per_block), 1.0, optimum)  # no work: buy the least
 
     def cost(n):
-        sojourn = sojourn_time(work, n * capacity_per_block, arrival_rate)
+        sojourn = sojourn_time(n * rate_per_block, arrival_rate)
         return delay_weight * sojourn + unit_price * n, sojourn
 
     low = jnp.clip(jnp.floor(optimum), smallest, max_blocks)
@@ -102,15 +105,15 @@ def _offload_terms(scenario: Scenario, price_crb, price_rrb):
         delay_weight=per_device(devices.delay_weight),
         payment_weight=per_device(devices.payment_weight),
         reward=per_device(devices.reward),
-        server_work=devices.server_cycles[:, None, :],
-        crb_hz=per_server(servers.crb_hz),
-        bits=devices.sent_bits[:, None, :],
-        rate_per_rrb=scenario.rate_per_rrb[:, :, None],
+        # μ of one CRB (eq. 3) and of one RRB (eq. 5) for each (device, server, split).
+        crb_rate=service_rate(per_server(servers.crb_hz), devices.server_cycles[:, None, :]),
+        rrb_rate=service_rate(scenario.rate_per_rrb[:, :, None], devices.sent_bits[:, None, :]),
         price_crb=per_server(price_crb),
         price_rrb=per_server(price_rrb),
-        # The device's part (eq. 6) depends on the split only.
+        # The device's part (eqs. 2, 6) depends on the split only.
         device_delay=sojourn_time(
-            devices.device_cycles, devices.cpu_hz[:, None], devices.arrival_rate[:, None]
+            service_rate(devices.cpu_hz[:, None], devices.device_cycles),
+            devices.arrival_rate[:, None],
         )[:, None, :],
         result_delay=per_server(servers.result_delay),
     )
@@ -125,11 +128,11 @@ def offload_options_exact(scenario: Scenario, price_crb, price_rrb, crbs_left, r
     crbs_left = jnp.broadcast_to(crbs_left, scenario.rate_per_rrb.shape)[:, :, None]
     rrbs_left = jnp.broadcast_to(rrbs_left, scenario.rate_per_rrb.shape)[:, :, None]
     crbs, server_delay = best_block_count(
-        t["server_work"], t["crb_hz"], t["arrival_rate"], t["delay_weight"],
+        t["crb_rate"], t["arrival_rate"], t["delay_weight"],
         t["payment_weight"] * t["price_crb"], crbs_left,
     )  # fmt: skip
     rrbs, radio_delay = best_block_count(
-        t["bits"], t["rate_per_rrb"], t["arrival_rate"], t["delay_weight"],
+        t["rrb_rate"], t["arrival_rate"], t["delay_weight"],
         t["payment_weight"] * t["price_rrb"], rrbs_left,
     )  # fmt: skip
     delay = service_delay(t["device_delay"], radio_delay, server_delay, t["result_delay"])
@@ -152,11 +155,11 @@ def offload_options_exhaustive(
     """Best (y, z) for every (device, server, split) by evaluating every y <= crb_grid
     and z <= rrb_grid (static grid sizes, at least the largest server capacity)."""
     t = {k: v[..., None, None] for k, v in _offload_terms(scenario, price_crb, price_rrb).items()}
-    dtype = t["crb_hz"].dtype
+    dtype = t["crb_rate"].dtype
     crbs = jnp.arange(1, crb_grid + 1, dtype=dtype)[:, None]  # (Y, 1)
     rrbs = jnp.arange(1, rrb_grid + 1, dtype=dtype)[None, :]  # (1, Z)
-    server_delay = sojourn_time(t["server_work"], crbs * t["crb_hz"], t["arrival_rate"])
-    radio_delay = sojourn_time(t["bits"], rrbs * t["rate_per_rrb"], t["arrival_rate"])
+    server_delay = sojourn_time(crbs * t["crb_rate"], t["arrival_rate"])  # eq. (8)
+    radio_delay = sojourn_time(rrbs * t["rrb_rate"], t["arrival_rate"])  # eq. (7)
     delay = service_delay(t["device_delay"], radio_delay, server_delay, t["result_delay"])
     payment = crbs * t["price_crb"] + rrbs * t["price_rrb"]
     utility = device_utility(
@@ -203,7 +206,7 @@ def local_option(scenario: Scenario, options: Options):
     utility -inf where the scheme forbids it or the queue is unstable."""
     devices = scenario.devices
     cycles = jnp.take_along_axis(devices.device_cycles, devices.num_layers[:, None], axis=1)[:, 0]
-    delay = sojourn_time(cycles, devices.cpu_hz, devices.arrival_rate)
+    delay = sojourn_time(service_rate(devices.cpu_hz, cycles), devices.arrival_rate)
     utility = device_utility(
         devices.reward, devices.delay_weight, devices.payment_weight, devices.arrival_rate,
         delay, 0.0,

@@ -1,9 +1,9 @@
 """Delays and utilities of the paper, eqs. (2)-(11), as elementwise array functions.
 
-Every queue is M/M/1 with service rate μ = capacity / work, where *work* is what one
-task needs (cycles or bits) and *capacity* what the server offers per second (cycles/s
-or bits/s). Its mean sojourn time 1 / (μ - λ) is written work / (capacity - λ·work),
-which stays finite when a split puts no work on a queue (μ = ∞ gives 0, not NaN).
+Every queue is M/M/1, written as in the paper: a service rate μ (tasks/s) from what
+the queue offers per second and what one task needs (eqs. 2, 3, 5), and the mean
+sojourn time 1 / (μ - λ) (eqs. 6-8), available only when μ > λ. A queue a split puts
+no work on has μ = ∞ and sojourn time 0.
 """
 
 from __future__ import annotations
@@ -11,21 +11,21 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 
-def queue_is_stable(work, capacity, arrival_rate):
-    """Whether μ = capacity / work exceeds the arrival rate λ (eqs. 6-8 need μ > λ)."""
-    return capacity - arrival_rate * work > 0
+def service_rate(capacity, work):
+    """Tasks per second, μ = capacity / work: eq. (2) (device cycles/s over the cycles of
+    layers 1..α), eq. (3) (one CRB's cycles/s over the rest) and eq. (5) (one RRB's
+    bits/s over the bits sent); ∞ when there is no work."""
+    has_work = work > 0
+    return jnp.where(has_work, capacity / jnp.where(has_work, work, 1.0), jnp.inf)
 
 
-def sojourn_time(work, capacity, arrival_rate):
-    """Mean M/M/1 sojourn time 1 / (μ - λ) with μ = capacity / work (eqs. 6-8); inf if unstable.
+def sojourn_time(service_rate, arrival_rate):
+    """Mean M/M/1 sojourn time 1 / (μ - λ), eqs. (6)-(8); inf when μ <= λ (unstable).
 
-    With ``capacity`` the device's cycles/s C_m this is eq. (6) with μ from eq. (2);
-    with y CRBs, y·C_0, it is eq. (8) with μ from eq. (3); with z RRBs, z·r_ms, it is
-    eq. (7) with μ from eq. (5).
+    For y CRBs μ is y times the rate of one (eq. 8), for z RRBs z times (eq. 7).
     """
-    stable = queue_is_stable(work, capacity, arrival_rate)
-    margin = jnp.where(stable, capacity - arrival_rate * work, 1.0)
-    return jnp.where(stable, work / margin, jnp.inf)
+    stable = service_rate > arrival_rate
+    return jnp.where(stable, 1.0 / jnp.where(stable, service_rate - arrival_rate, 1.0), jnp.inf)
 
 
 def service_delay(device_delay, radio_delay, server_delay, result_delay):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import math
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -103,10 +104,11 @@ class PartitionTable:
 
 def partition_table(model: DnnModel) -> PartitionTable:
     """The DNN partition table of ``model`` (Section III)."""
-    cycles = np.asarray(model.layer_cycles, dtype=np.float64)
-    device = np.concatenate([[0.0], np.cumsum(cycles)])
-    # Summed from the back so that the all-local split gets exactly zero server work.
-    server = np.concatenate([np.cumsum(cycles[::-1])[::-1], [0.0]])
+    cycles = model.layer_cycles
+    splits = range(len(cycles) + 1)
+    # Correctly rounded sums (fsum): the same numbers whatever the order of summation.
+    device = np.array([math.fsum(cycles[:split]) for split in splits])
+    server = np.array([math.fsum(cycles[split:]) for split in splits])
     bits = np.concatenate([[model.input_bits], model.output_bits])
     bits[-1] = 0.0  # α = N sends nothing
     return PartitionTable(device_cycles=device, server_cycles=server, sent_bits=bits)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgesplit.faults import trace
 from edgesplit.store import open_or_create, to_store_layout, write_chunk
 from edgesplit.sweep import chunk_solver
 from edgesplit.sweep_file import Sweep
@@ -35,6 +36,7 @@ def run_sweep(sweep: Sweep, path: str | Path, *, progress: bool = True) -> int:
             start = index * sweep.chunk
             count = min(sweep.chunk, sweep.topologies - start)
             began = time.perf_counter()
+            trace("solve", index)
             # Always a full chunk of indices, so the compiled shapes never change.
             result = jax.block_until_ready(solver(np.arange(start, start + sweep.chunk)))
             write_chunk(path, sweep, index, to_store_layout(sweep, result, count))

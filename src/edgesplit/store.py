@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -35,6 +36,7 @@ import zarr
 import edgesplit
 from edgesplit.config import Setup
 from edgesplit.errors import InputError
+from edgesplit.faults import failpoint, trace
 from edgesplit.sweep_file import Sweep
 
 FORMAT = "edgesplit-sweep-1"
@@ -215,9 +217,14 @@ def open_or_create(path: str | Path, sweep: Sweep) -> np.ndarray:
     file, topology count and chunk size, or an InputError says why not.
     """
     path = Path(path)
-    if path.exists():
-        check_matches(path, sweep)
-        return chunks_done(path)
+    if not path.exists():
+        _create(path, sweep)
+    check_matches(path, sweep)
+    return chunks_done(path)
+
+
+def _create(path: Path, sweep: Sweep) -> None:
+    """Write the template beside ``path`` and move it into place in one rename."""
     parent = path.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
@@ -225,19 +232,38 @@ def open_or_create(path: str | Path, sweep: Sweep) -> np.ndarray:
         raise InputError(str(path), f"cannot create the store's folder: {err.strerror}") from None
     if not os.access(parent, os.W_OK):
         raise InputError(str(path), "the store's folder is not writable")
-    staging = parent / f".{path.name}.template-{os.getpid()}"
-    for stale in parent.glob(f".{path.name}.template-*"):
-        shutil.rmtree(stale, ignore_errors=True)  # left by a run killed while writing one
-    template(sweep).to_zarr(
-        staging,
-        mode="w-",
-        compute=False,
-        zarr_format=2,
-        consolidated=True,
-        encoding=_encoding(sweep),
-    )
-    os.replace(staging, path)  # atomic: the store appears complete or not at all
-    return np.zeros(sweep.num_chunks, bool)
+    _remove_stale_templates(path)
+    staging = parent / f".{path.name}.template-{socket.gethostname()}-{os.getpid()}"
+    try:
+        template(sweep).to_zarr(
+            staging, mode="w", compute=False, zarr_format=2, consolidated=True,
+            encoding=_encoding(sweep),
+        )  # fmt: skip
+        failpoint("template-staged")
+        os.rename(staging, path)  # atomic: the store appears complete or not at all
+    except OSError as err:
+        shutil.rmtree(staging, ignore_errors=True)
+        if not path.exists():  # not merely another run that created it first
+            raise InputError(str(path), f"cannot write the store: {err.strerror}") from None
+
+
+def _remove_stale_templates(path: Path) -> None:
+    """Remove templates left by killed runs on this host (not those of live runs)."""
+    host = socket.gethostname()
+    for stale in path.parent.glob(f".{path.name}.template-{host}-*"):
+        pid = stale.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def check_matches(path: Path, sweep: Sweep) -> None:
@@ -270,13 +296,18 @@ def write_chunk(path: str | Path, sweep: Sweep, index: int, arrays: dict[str, np
     start = index * sweep.chunk
     stop = min(start + sweep.chunk, sweep.topologies)
     group = zarr.open_group(str(path), mode="r+")
-    for name in SCHEMA:
+    for i, name in enumerate(SCHEMA):
+        if i == len(SCHEMA) // 2:
+            failpoint("chunk-half-written")
         dims = dims_of(name, sweep)
         region = tuple(slice(start, stop) if d == "topology" else slice(None) for d in dims)
         group[name][region] = arrays[name]
     _flush_to_disk()  # the results are on disk before the record says so
+    failpoint("chunk-written")
     group["chunk_done"][index] = True
     _flush_to_disk()
+    trace("done", index)
+    failpoint("chunk-recorded")
 
 
 def _flush_to_disk() -> None:

@@ -1,0 +1,183 @@
+"""A real `edgesplit run` SIGKILLed again and again and resumed: nothing lost, no lies."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+import zarr
+
+from edgesplit.runner import run_sweep
+from edgesplit.store import SCHEMA, dims_of
+from edgesplit.sweep_file import parse_sweep
+
+SWEEP = """
+name = "crash"
+schemes = ["proposed", "user_only", "heuristic"]
+topologies = 24
+seed = 7
+chunk = 1
+
+[setup]
+num_devices = 5
+num_servers = 2
+crbs = 6
+rrbs = 30
+price_step = 0.25
+
+[axes]
+mean_arrival_rate = [4.0, 13.0]
+"""
+
+# Points where the run kills itself: while the template is not yet in place, half-way
+# through writing a chunk, after writing it but before recording it, just after.
+FAILPOINTS = ["chunk-half-written", "chunk-written", "chunk-recorded"]
+KILLS = 22
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("jax-cache")
+    # Each run reuses the first one's compiled program: a resume costs seconds, not a compile.
+    return {
+        **os.environ,
+        "JAX_COMPILATION_CACHE_DIR": str(cache),
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+        "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "-1",
+    }
+
+
+def start(sweep_file, store, env, **extra):
+    command = [
+        sys.executable,
+        "-m",
+        "edgesplit",
+        "run",
+        str(sweep_file),
+        "--out",
+        str(store),
+        "--quiet",
+    ]
+    return subprocess.Popen(
+        command, env={**env, **extra}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+
+
+def read(store) -> dict[str, np.ndarray]:
+    group = zarr.open_group(str(store), mode="r")
+    return {name: group[name][:] for name in [*SCHEMA, "chunk_done"]}
+
+
+def assert_recorded_chunks_hold_results(store, expected, sweep):
+    """Every chunk recorded as done holds exactly the uninterrupted run's numbers."""
+    got = read(store)
+    for index in np.flatnonzero(got["chunk_done"]):
+        for name in SCHEMA:
+            axis = dims_of(name, sweep).index("topology")
+            take = lambda a, i=index, ax=axis: np.take(a, [i], axis=ax)  # noqa: E731
+            np.testing.assert_array_equal(
+                take(got[name]), take(expected[name]), err_msg=f"{name} chunk {index}"
+            )
+
+
+def test_twenty_kills_lose_nothing(tmp_path, env):
+    sweep = parse_sweep(SWEEP)
+    sweep_file = tmp_path / "crash.toml"
+    sweep_file.write_text(SWEEP)
+    reference = tmp_path / "reference.zarr"
+    run_sweep(sweep, reference, progress=False)
+    expected = read(reference)
+    start(sweep_file, tmp_path / "warm.zarr", env).wait()  # fills the compilation cache
+
+    store = tmp_path / "crash.zarr"
+    trace = tmp_path / "trace.log"
+    chooser = random.Random(11)
+    kills, kinds = 0, []
+    # The first kills hit the template: once with it written but not moved into place,
+    # then at random moments while the process starts, compiles and writes it.
+    plan = [("failpoint", "template-staged")] + [("random", None)] * 2
+    while kills < KILLS:
+        kind, point = (
+            plan.pop(0) if plan else (("random", None) if len(kinds) % 2 else ("failpoint", None))
+        )
+        if kind == "failpoint":
+            point = point or f"{chooser.choice(FAILPOINTS)}:{chooser.choice([1, 2])}"
+            process = start(
+                sweep_file, store, env, EDGESPLIT_TRACE=str(trace), EDGESPLIT_FAILPOINT=point
+            )
+            process.wait(timeout=300)
+        else:
+            process = start(sweep_file, store, env, EDGESPLIT_TRACE=str(trace))
+            time.sleep(chooser.uniform(0.2, 2.5))
+            process.send_signal(signal.SIGKILL)
+            process.wait(timeout=300)
+        assert process.returncode in (0, -signal.SIGKILL), process.stderr.read()
+        assert process.returncode != 0, "the sweep finished before enough kills; make it longer"
+        kills += 1
+        kinds.append(point or "random")
+        if store.exists():
+            assert_recorded_chunks_hold_results(store, expected, sweep)
+
+    final = start(sweep_file, store, env, EDGESPLIT_TRACE=str(trace))
+    assert final.wait(timeout=300) == 0, final.stderr.read()
+    got = read(store)
+    for name in expected:
+        np.testing.assert_array_equal(got[name], expected[name], err_msg=name)
+    assert xr.open_zarr(store).attrs == xr.open_zarr(reference).attrs
+
+    # No chunk was solved again once it was recorded as done.
+    recorded = set()
+    for line in trace.read_text().splitlines():
+        event, index = line.split()
+        if event == "solve":
+            assert int(index) not in recorded, f"chunk {index} solved again after it was recorded"
+        else:
+            recorded.add(int(index))
+    assert recorded == set(range(sweep.num_chunks))
+    assert (
+        kills >= 20
+        and "template-staged" in kinds
+        and any(k.startswith("chunk-half") for k in kinds)
+    )
+    assert not list(tmp_path.glob(".crash.zarr.template-*")), (
+        "a killed run's template was left behind"
+    )
+
+
+def test_two_runs_started_together_make_one_good_store(tmp_path, env):
+    sweep_file = tmp_path / "crash.toml"
+    sweep_file.write_text(SWEEP)
+    reference = tmp_path / "reference.zarr"
+    run_sweep(parse_sweep(SWEEP), reference, progress=False)
+    store = tmp_path / "twice.zarr"
+    first, second = start(sweep_file, store, env), start(sweep_file, store, env)
+    for process in (first, second):
+        assert process.wait(timeout=600) == 0, process.stderr.read()
+    got, expected = read(store), read(reference)
+    for name in expected:
+        np.testing.assert_array_equal(got[name], expected[name], err_msg=name)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_same_sweep_twice_gives_the_same_files(tmp_path):
+    """Deterministic down to the bytes: the same sweep into two stores."""
+    sweep = parse_sweep(SWEEP.replace("topologies = 24", "topologies = 4"))
+    for name in ("a.zarr", "b.zarr"):
+        run_sweep(sweep, tmp_path / name, progress=False)
+
+    def files(root: Path) -> dict[str, bytes]:
+        return {
+            str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+        }
+
+    a, b = files(tmp_path / "a.zarr"), files(tmp_path / "b.zarr")
+    assert a.keys() == b.keys() and len(a) > 20
+    assert [k for k in a if a[k] != b[k]] == []
