@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -147,6 +148,7 @@ def test_twenty_kills_lose_nothing(tmp_path, env):
         and "template-staged" in kinds
         and any(k.startswith("chunk-half") for k in kinds)
     )
+    print(f"survived {kills} kills:", dict(Counter(kinds)))  # shown with pytest -s
     assert not list(tmp_path.glob(".crash.zarr.template-*")), (
         "a killed run's template was left behind"
     )

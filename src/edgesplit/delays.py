@@ -8,15 +8,24 @@ no work on has μ = ∞ and sojourn time 0.
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 
 
 def service_rate(capacity, work):
     """Tasks per second, μ = capacity / work: eq. (2) (device cycles/s over the cycles of
     layers 1..α), eq. (3) (one CRB's cycles/s over the rest) and eq. (5) (one RRB's
-    bits/s over the bits sent); ∞ when there is no work."""
+    bits/s over the bits sent); ∞ when there is no work.
+
+    The division is correctly rounded, as in the reference: XLA rewrites a division by a
+    broadcast array into a multiplication by its reciprocal, which can land one ulp
+    off and move μ across λ at the stability boundary, so the divisor is given its
+    full shape behind an optimisation barrier.
+    """
+    shape = jnp.broadcast_shapes(jnp.shape(capacity), jnp.shape(work))
     has_work = work > 0
-    return jnp.where(has_work, capacity / jnp.where(has_work, work, 1.0), jnp.inf)
+    divisor = jax.lax.optimization_barrier(jnp.broadcast_to(jnp.where(has_work, work, 1.0), shape))
+    return jnp.where(has_work, capacity / divisor, jnp.inf)
 
 
 def sojourn_time(service_rate, arrival_rate):

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
-
-import numpy as np
 
 from edgesplit.faults import trace
 from edgesplit.store import open_or_create, to_store_layout, write_chunk
@@ -23,9 +20,6 @@ def run_sweep(sweep: Sweep, path: str | Path, *, progress: bool = True) -> int:
     todo = [i for i in range(sweep.num_chunks) if not done[i]]
     if not todo:
         return 0
-    solves_per_chunk = (
-        sweep.chunk * math.prod(len(v) for v in sweep.axes.values()) * len(sweep.schemes)
-    )
     solver = chunk_solver(sweep)
     bar = tqdm(
         total=sweep.num_chunks, initial=int(done.sum()), unit="chunk", disable=not progress,
@@ -37,9 +31,11 @@ def run_sweep(sweep: Sweep, path: str | Path, *, progress: bool = True) -> int:
             count = min(sweep.chunk, sweep.topologies - start)
             began = time.perf_counter()
             trace("solve", index)
-            # Always a full chunk of indices, so the compiled shapes never change.
-            result = jax.block_until_ready(solver(np.arange(start, start + sweep.chunk)))
+            # Always the same number of lanes, so the compiled shapes never change.
+            result = jax.block_until_ready(solver(start))
             write_chunk(path, sweep, index, to_store_layout(sweep, result, count))
-            bar.set_postfix(solves_per_s=f"{solves_per_chunk / (time.perf_counter() - began):.0f}")
+            bar.set_postfix(
+                solves_per_s=f"{sweep.solves_per_chunk / (time.perf_counter() - began):.0f}"
+            )
             bar.update()
     return len(todo)

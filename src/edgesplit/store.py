@@ -133,11 +133,7 @@ def template(sweep: Sweep) -> xr.Dataset:
         "server": ("server", np.arange(sweep.max_servers), _about("1", "ES index")),
     }
     for axis, values in sweep.axes.items():
-        coords[axis] = (
-            axis,
-            np.asarray(values),
-            {"units": units[axis], "long_name": f"swept {axis}"},
-        )
+        coords[axis] = (axis, np.asarray(values), _about(units[axis] or "1", f"swept {axis}"))
     data = {}
     for name, variable in SCHEMA.items():
         dims = dims_of(name, sweep)
@@ -319,7 +315,7 @@ def _flush_to_disk() -> None:
 def to_store_layout(sweep: Sweep, result, count: int) -> dict[str, np.ndarray]:
     """A chunk's results, leading axes (topology, grid point[, scheme]), as arrays with
     the store's dims; only the first ``count`` topologies (the rest is padding)."""
-    grid = tuple(len(v) for v in sweep.axes.values())
+    grid = sweep.grid_shape
     out = {}
     for name in SCHEMA:
         by_scheme, by_point, _ = _LAYOUTS[SCHEMA[name].layout]

@@ -4,6 +4,7 @@ A chunk is ``sweep.chunk`` topologies × every grid point × every scheme, solve
 one jit-compiled, vmapped call whose shapes never change: the last chunk is padded
 with extra topologies whose results are dropped, and axes that change array sizes
 (the numbers of devices and servers) are padded to their largest value with masks.
+The topologies of a chunk are spread over every local device.
 Topology t always uses the key ``fold_in(key(seed), t)``, so a result does not
 depend on the chunk size or on which process solved it, and every scheme and grid
 point sees the same topologies (common random numbers).
@@ -12,19 +13,18 @@ point sees the same topologies (common random numbers).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
-from functools import partial
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import PartitionSpec as P
 
 from edgesplit.config import Setup
 from edgesplit.solve import solve
 from edgesplit.sweep_file import Sweep
 from edgesplit.topology import sample_topology
-
-INTEGER_PARAMETERS = ("num_devices", "num_servers", "crbs", "rrbs")
 
 
 @jax.tree_util.register_dataclass
@@ -59,31 +59,51 @@ class ChunkResult:
     certificate: jax.Array
 
 
-def grid_shape(sweep: Sweep) -> tuple[int, ...]:
-    return tuple(len(values) for values in sweep.axes.values())
-
-
 def grid_setup(sweep: Sweep) -> Setup:
     """The setup at every grid point: each numeric field an array (G,), axes varying
     fastest last (C order over ``sweep.axes``)."""
     dtype = jnp.dtype(sweep.precision)
     mesh = np.meshgrid(*sweep.axes.values(), indexing="ij") if sweep.axes else []
     swept = {name: values.ravel() for name, values in zip(sweep.axes, mesh, strict=True)}
-    size = math.prod(grid_shape(sweep))
+    size = math.prod(sweep.grid_shape)
     values = {}
     for f in fields(Setup):
         if f.metadata["static"]:
             continue
         column = swept.get(f.name, np.full(size, getattr(sweep.setup, f.name)))
-        kind = jnp.int32 if f.name in INTEGER_PARAMETERS else dtype
+        kind = jnp.int32 if f.metadata["bounds"].get("integer") else dtype
         values[f.name] = jnp.asarray(column, kind)
     return Setup(models=sweep.setup.models, **values)
 
 
-def chunk_solver(sweep: Sweep):
-    """A compiled function: topology indices (sweep.chunk,) -> ChunkResult.
+@dataclass(frozen=True)
+class ChunkSolver:
+    """Solves the chunk of topologies that starts at a given index.
 
-    (A ``functools.partial`` of the jitted function; ``.func`` is the jitted one.)"""
+    ``lanes`` topologies are solved per call: the chunk size rounded up to a multiple
+    of the number of devices, at least two per device (XLA compiles a sharded batch of
+    one differently, and its certificates then differ in the last bit); results past
+    the chunk are padding to drop.
+    """
+
+    run: Callable  # the jitted program: (topology indices (lanes,), schemes) -> ChunkResult
+    lanes: int
+    schemes: jax.Array
+
+    def __call__(self, start: int) -> ChunkResult:
+        return self.run(np.arange(start, start + self.lanes), self.schemes)
+
+
+def chunk_solver(sweep: Sweep, devices: Sequence[jax.Device] | None = None) -> ChunkSolver:
+    """Compile the chunk program once, sharded over ``devices`` (default: all local ones).
+
+    Topologies are split across devices with ``shard_map``: each device runs its own
+    vmapped game loops, so no device waits on another's slowest game (a vmapped
+    ``while_loop`` under automatic partitioning would, jax-ml/jax#20968).
+    """
+    devices = list(devices or jax.local_devices())
+    lanes = max(-(-sweep.chunk // len(devices)), 2 if len(devices) > 1 else 1) * len(devices)
+    mesh = jax.sharding.Mesh(np.array(devices), ("topology",))
     setups = grid_setup(sweep)
     # Traced, not constants: XLA would otherwise constant-fold the scheme masks (slowly).
     schemes = jnp.asarray([int(s) for s in sweep.schemes], jnp.int32)
@@ -129,10 +149,18 @@ def chunk_solver(sweep: Sweep):
         key = jax.random.fold_in(root, index)
         return jax.vmap(lambda setup: one_point(key, setup, schemes))(setups)
 
-    @jax.jit
-    def run(indices, schemes) -> ChunkResult:
+    def solve_shard(indices, schemes) -> ChunkResult:
         out = jax.vmap(lambda index: one_topology(index, schemes))(indices)
         out["model"] = out["model"][:, 0]  # drawn from the key alone: equal at every point
         return ChunkResult(**out)
 
-    return partial(run, schemes=schemes)
+    run = jax.jit(
+        jax.shard_map(
+            solve_shard,
+            mesh=mesh,
+            in_specs=(P("topology"), P()),
+            out_specs=P("topology"),
+            check_vma=False,  # no collectives: each device's game loops are its own
+        )
+    )
+    return ChunkSolver(run=run, lanes=lanes, schemes=schemes)

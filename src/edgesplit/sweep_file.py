@@ -27,6 +27,7 @@ outside a parameter's range are refused with one line naming the key.
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +66,15 @@ class Sweep:
     @property
     def max_servers(self) -> int:
         return int(max(self.axes.get("num_servers", (self.setup.num_servers,))))
+
+    @property
+    def grid_shape(self) -> tuple[int, ...]:
+        """Values of each axis, in file order."""
+        return tuple(len(values) for values in self.axes.values())
+
+    @property
+    def solves_per_chunk(self) -> int:
+        return self.chunk * math.prod(self.grid_shape) * len(self.schemes)
 
     @property
     def num_chunks(self) -> int:
