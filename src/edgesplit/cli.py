@@ -39,14 +39,52 @@ def _sweep_with_overrides(args):
     return sweep.replace(topologies=topologies, chunk=chunk)
 
 
-def _run(args) -> int:
-    from edgesplit.runner import run_sweep
+def _store_path(args, sweep) -> str:
+    return args.out or f"results/{sweep.name}.zarr"
+
+
+def _init(args) -> int:
+    from edgesplit.store import open_or_create
 
     sweep = _sweep_with_overrides(args)
-    out = args.out or f"results/{sweep.name}.zarr"
-    solved = run_sweep(sweep, out, progress=not args.quiet)
-    done = "already complete" if solved == 0 else f"{solved} chunk(s) solved"
-    print(f"{out}: {done}; open with xarray.open_zarr({out!r})", file=sys.stderr)
+    out = _store_path(args, sweep)
+    done = open_or_create(out, sweep)
+    print(
+        f"{out}: {int(done.sum())} of {sweep.num_chunks} chunks done; "
+        f"run workers with: edgesplit run {args.sweep} --out {out} --worker I/N",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _run(args) -> int:
+    from edgesplit import cluster
+    from edgesplit.runner import Share, run_sweep
+    from edgesplit.store import chunks_done
+
+    explicit = (args.coordinator, args.num_processes, args.process_id)
+    distributed = args.distributed or any(v is not None for v in explicit)
+    if distributed and args.worker:
+        raise InputError("--worker", "cannot be combined with --distributed")
+    if not distributed:
+        share = Share.parse(args.worker) if args.worker else Share()
+    else:  # before anything touches a JAX backend, as jax.distributed requires
+        share = cluster.join(*explicit)
+    try:
+        sweep = _sweep_with_overrides(args)
+        out = _store_path(args, sweep)
+        solved = run_sweep(sweep, out, progress=not args.quiet, share=share)
+    finally:
+        if distributed:
+            cluster.leave()
+    who = "" if share.count == 1 else f"worker {share}: "
+    done = int(chunks_done(out).sum())
+    status = "complete" if done == sweep.num_chunks else f"{done} of {sweep.num_chunks} chunks done"
+    print(
+        f"{out}: {who}{solved} chunk(s) solved, store {status}; "
+        f"open with xarray.open_zarr({out!r})",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -88,12 +126,33 @@ def parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     solve.set_defaults(run=_solve)
 
+    def sweep_arguments(command):
+        command.add_argument("sweep", help="sweep TOML file")
+        command.add_argument("--out", help="store path (default: results/NAME.zarr)")
+        command.add_argument("--topologies", type=int, help="override the sweep's topology count")
+        command.add_argument("--chunk", type=int, help="override the sweep's chunk size")
+
+    init = commands.add_parser("init", help="write a sweep's empty store (before workers start)")
+    sweep_arguments(init)
+    init.set_defaults(run=_init)
+
     run = commands.add_parser("run", help="run a sweep file into a Zarr store (resumes)")
-    run.add_argument("sweep", help="sweep TOML file")
-    run.add_argument("--out", help="store path (default: results/NAME.zarr)")
-    run.add_argument("--topologies", type=int, help="override the sweep's topology count")
-    run.add_argument("--chunk", type=int, help="override the sweep's chunk size")
+    sweep_arguments(run)
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument(
+        "--worker", metavar="I/N",
+        help="solve only worker I's share of the chunks (I = 0..N-1); workers may run at once",
+    )  # fmt: skip
+    cluster = run.add_argument_group(
+        "one JAX job across processes (each solves its share on its local devices)"
+    )
+    cluster.add_argument(
+        "--distributed", action="store_true",
+        help="join with jax.distributed.initialize(), detecting Slurm, Open MPI, ...",
+    )  # fmt: skip
+    cluster.add_argument("--coordinator", metavar="HOST:PORT", help="process 0's address")
+    cluster.add_argument("--num-processes", type=int, metavar="N", help="processes in the job")
+    cluster.add_argument("--process-id", type=int, metavar="I", help="this process, 0..N-1")
     run.set_defaults(run=_run)
 
     summarize = commands.add_parser("summarize", help="mean utilities with 95%% CIs of a store")

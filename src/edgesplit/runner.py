@@ -1,29 +1,63 @@
-"""Run a sweep into its store, resuming where an earlier run stopped."""
+"""Run a sweep (or one worker's share of it) into its store, resuming where an earlier
+run stopped."""
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+from edgesplit.errors import InputError
 from edgesplit.faults import trace
 from edgesplit.store import open_or_create, to_store_layout, write_chunk
 from edgesplit.sweep import chunk_solver
 from edgesplit.sweep_file import Sweep
 
 
-def run_sweep(sweep: Sweep, path: str | Path, *, progress: bool = True) -> int:
-    """Solve every chunk the store does not record as done; return how many were solved."""
+@dataclass(frozen=True)
+class Share:
+    """Worker ``index`` of ``count`` takes chunks index, index + count, ...: the chunks of
+    a sweep cost about the same, so round robin balances them."""
+
+    index: int = 0
+    count: int = 1
+
+    @classmethod
+    def parse(cls, text: str, field: str = "--worker") -> Share:
+        """'I/N' with 0 <= I < N, as in ``--worker $SLURM_ARRAY_TASK_ID/$COUNT``."""
+        index, slash, count = text.partition("/")
+        if not (slash and index.strip().isdigit() and count.strip().isdigit()):
+            raise InputError(field, f"must be I/N (worker I of N, counted from 0), got {text!r}")
+        share = cls(int(index), int(count))
+        if not 0 <= share.index < share.count:
+            raise InputError(field, f"needs 0 <= I < N, got {text!r}")
+        return share
+
+    def chunks(self, num_chunks: int) -> range:
+        return range(self.index, num_chunks, self.count)
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+
+def run_sweep(
+    sweep: Sweep, path: str | Path, *, progress: bool = True, share: Share = Share()
+) -> int:
+    """Solve every chunk of ``share`` the store does not record as done; return how many
+    were solved. Workers with disjoint shares may run at the same time on one store."""
     import jax
     from tqdm import tqdm
 
     done = open_or_create(path, sweep)
-    todo = [i for i in range(sweep.num_chunks) if not done[i]]
+    mine = share.chunks(sweep.num_chunks)
+    todo = [i for i in mine if not done[i]]
     if not todo:
         return 0
     solver = chunk_solver(sweep)
+    desc = sweep.name if share.count == 1 else f"{sweep.name} [{share}]"
     bar = tqdm(
-        total=sweep.num_chunks, initial=int(done.sum()), unit="chunk", disable=not progress,
-        desc=sweep.name, dynamic_ncols=True,
+        total=len(mine), initial=len(mine) - len(todo), unit="chunk", disable=not progress,
+        desc=desc, dynamic_ncols=True,
     )  # fmt: skip
     with bar:
         for index in todo:

@@ -1,0 +1,112 @@
+"""Scale-out overhead: solves per second of one sweep on 1, 2 and 4 devices, and as 2
+worker processes, each measured end to end through the command line (process start,
+compilation, solving, store writes).
+
+    python scripts/bench_scaling.py [--sweep sweeps/quick.toml] [--topologies 32] [--chunk 8]
+
+On a CPU host the devices are slices of the same cores
+(``--xla_force_host_platform_device_count``), so this shows what sharding and worker
+processes cost, not a speed-up; on a multi-GPU machine run it as is. Writes
+results/bench/scaling.json and scaling.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "edgesplit", *args]
+
+
+def timed(commands: list[list[str]], env: dict) -> float:
+    """Wall seconds from starting every command at once until the last one ends."""
+    began = time.perf_counter()
+    procs = [
+        subprocess.Popen(c, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        for c in commands
+    ]
+    for proc in procs:
+        _, err = proc.communicate()
+        if proc.returncode != 0:
+            sys.exit(f"bench_scaling: a run failed: {err.strip().splitlines()[-1]}")
+    return time.perf_counter() - began
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sweep", default=str(ROOT / "sweeps" / "quick.toml"))
+    parser.add_argument("--topologies", type=int, default=32)
+    parser.add_argument("--chunk", type=int, default=8)
+    args = parser.parse_args()
+
+    sys.path.insert(0, str(ROOT / "src"))
+    from edgesplit.sweep_file import read_sweep
+
+    sweep = read_sweep(args.sweep).replace(topologies=args.topologies, chunk=args.chunk)
+    solves = sweep.topologies * sweep.solves_per_chunk // sweep.chunk
+    sizes = ["--topologies", str(args.topologies), "--chunk", str(args.chunk)]
+    rows = []
+    with tempfile.TemporaryDirectory() as scratch:
+        for label, devices, workers in [
+            ("1 device", 1, 1),
+            ("2 devices", 2, 1),
+            ("4 devices", 4, 1),
+            ("2 worker processes, 1 device each", 1, 2),
+        ]:
+            store = str(Path(scratch) / "store.zarr")
+            shutil.rmtree(store, ignore_errors=True)
+            env = {
+                **os.environ,
+                "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
+            }
+            run = cli("run", args.sweep, "--out", store, "--quiet", *sizes)
+            if workers == 1:
+                seconds = timed([run], env)
+            else:
+                seconds = timed([cli("init", args.sweep, "--out", store, *sizes)], env)
+                seconds += timed(
+                    [[*run, "--worker", f"{i}/{workers}"] for i in range(workers)], env
+                )
+            rows.append({"setup": label, "seconds": seconds, "solves_per_s": solves / seconds})
+            print(f"{label:36s} {seconds:7.1f} s  {solves / seconds:7.1f} solves/s", flush=True)
+
+    base = rows[0]["solves_per_s"]
+    out = ROOT / "results" / "bench"
+    out.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "sweep": Path(args.sweep).name,
+        "solves": solves,
+        "chunk": args.chunk,
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
+    }
+    (out / "scaling.json").write_text(json.dumps({**meta, "rows": rows}, indent=2) + "\n")
+    lines = [
+        f"Scale-out overhead: {solves} solves of {meta['sweep']} (chunk {args.chunk}), "
+        f"end to end through the CLI, on {meta['machine']}. Produced by "
+        "`python scripts/bench_scaling.py`.",
+        "",
+        "| setup | wall (s) | solves/s | vs 1 device |",
+        "|---|---|---|---|",
+        *(
+            f"| {r['setup']} | {r['seconds']:.1f} | {r['solves_per_s']:.1f} | "
+            f"{r['solves_per_s'] / base:.2f}× |"
+            for r in rows
+        ),
+    ]
+    (out / "scaling.md").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
