@@ -2,9 +2,10 @@
 
     python scripts/bench_engine.py [--topologies 1000] [--python 2]
 
-1. JAX: one jit-compiled, vmapped call solves a batch of Fig. 3 scenarios (20 MDs,
-   2 ESs, arrival rate 10, proposed scheme, float64); timed with compilation, then
-   again on new scenarios of the same shapes.
+1. JAX: one jit-compiled call solves a batch of Fig. 3 scenarios (20 MDs, 2 ESs,
+   arrival rate 10, proposed scheme, float64) on 16 game lanes, as sweeps do; timed
+   with compilation, then again on new scenarios of the same shapes. The same batch
+   with vmap(solve) (every lane waits for the longest game) is timed beside it.
 2. Plain Python (tests/reference.py: loops over devices, servers, splits, CRBs and
    RRBs): a full Fig. 3 solve takes hours there, so it times one best-response pass
    over every device on a few of the same scenarios and multiplies by the passes
@@ -32,11 +33,13 @@ import reference  # noqa: E402
 from edgesplit.config import GameSettings, Setup  # noqa: E402
 from edgesplit.models import builtin_model  # noqa: E402
 from edgesplit.schemes import Scheme  # noqa: E402
-from edgesplit.solve import solve  # noqa: E402
+from edgesplit.solve import solve, solve_batch  # noqa: E402
 from edgesplit.topology import sample_topology  # noqa: E402
 
 
-def batch_solver(setup: Setup):
+def batch_solver(setup: Setup, queue: bool = True):
+    """Solve a batch of topologies: with a game queue (the sweeps' engine) or vmap(solve)."""
+
     @jax.jit
     def run(first_key_index, count_like):
         keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.key(0), i))(
@@ -45,10 +48,24 @@ def batch_solver(setup: Setup):
         topologies = jax.vmap(
             lambda k: sample_topology(k, setup, setup.num_devices, setup.num_servers)
         )(keys)
-        solutions = jax.vmap(lambda t: solve(t.scenario, Scheme.PROPOSED))(topologies)
+        if queue:
+            solutions = solve_batch(topologies.scenario, Scheme.PROPOSED, lanes=16)
+        else:
+            solutions = jax.vmap(lambda t: solve(t.scenario, Scheme.PROPOSED))(topologies)
         return topologies, solutions
 
     return run
+
+
+def timed_batches(run, count: int):
+    """(seconds with compilation, seconds again on new topologies, first results)."""
+    shape = jnp.zeros(count)
+    start = time.perf_counter()
+    results = jax.block_until_ready(run(0, shape))
+    first = time.perf_counter() - start
+    start = time.perf_counter()
+    jax.block_until_ready(run(count, shape))
+    return first, time.perf_counter() - start, results
 
 
 def as_problem(topology, setup: Setup) -> dict:
@@ -117,20 +134,18 @@ def main() -> None:
     args = args.parse_args()
 
     setup = Setup().replace(mean_arrival_rate=10.0)
-    run = batch_solver(setup)
-    shape = jnp.zeros(args.topologies)
-    start = time.perf_counter()
-    topologies, solutions = jax.block_until_ready(run(0, shape))
-    first = time.perf_counter() - start
-    start = time.perf_counter()
-    jax.block_until_ready(run(args.topologies, shape))
-    steady = time.perf_counter() - start
-    jax_rate = args.topologies / steady
-    rounds = np.asarray(solutions.rounds)
     count = args.topologies
+    first, steady, (topologies, solutions) = timed_batches(batch_solver(setup), count)
+    jax_rate = count / steady
+    rounds = np.asarray(solutions.rounds)
     print(f"JAX   {count} Fig. 3 solves: {first:.1f} s with compilation, {steady:.1f} s again")
     print(f"      {jax_rate:.1f} solves/s; rounds mean {rounds.mean():.0f}, max {rounds.max()}; "
           f"converged {np.mean(np.asarray(solutions.converged)):.1%}")  # fmt: skip
+    first_vmap, steady_vmap, (_, same) = timed_batches(batch_solver(setup, queue=False), count)
+    jax.tree.map(np.testing.assert_array_equal, same, solutions)
+    print(f"      vmap(solve) instead of the game queue: {first_vmap:.1f} s with compilation, "
+          f"{steady_vmap:.1f} s again, same results: the queue is "
+          f"{steady_vmap / steady:.1f}× faster")  # fmt: skip
 
     estimates = []
     for i in range(args.python):

@@ -1,6 +1,7 @@
 """Scale-out overhead: solves per second of one sweep on 1, 2 and 4 devices, and as 2
 worker processes, each measured end to end through the command line (process start,
-compilation, solving, store writes).
+compilation, solving, store writes); and, on 4 devices, one chunk (after compilation)
+sharded with shard_map against automatic partitioning of the same vmapped program.
 
     python scripts/bench_scaling.py [--sweep sweeps/quick.toml] [--topologies 32] [--chunk 8]
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import shutil
@@ -44,17 +46,56 @@ def timed(commands: list[list[str]], env: dict) -> float:
     return time.perf_counter() - began
 
 
+def partition_probe(sweep) -> dict[str, float]:
+    """Seconds for one chunk on every local device, compiled beforehand: edgesplit's
+    default (shard_map, a game queue per device), shard_map with plain vmapped game
+    loops, and jit's automatic partitioning of the same vmapped loops."""
+    import jax
+    import numpy as np
+    from jax.sharding import NamedSharding
+    from jax.sharding import PartitionSpec as P
+
+    from edgesplit.sweep import chunk_program, chunk_solver
+
+    jax.config.update("jax_enable_x64", True)
+    devices = jax.local_devices()
+    solver = chunk_solver(sweep)
+    indices = np.arange(solver.topologies_per_call)
+    games = len(indices) * math.prod(sweep.grid_shape)
+    # As many lanes as games: no lane ever takes a second game, i.e. vmapped loops.
+    vmapped = chunk_solver(sweep, game_lanes=games // len(devices)).run
+    program, schemes = chunk_program(sweep, game_lanes=games)
+    mesh = jax.sharding.Mesh(np.array(devices), ("topology",))
+    automatic = jax.jit(
+        program, in_shardings=(NamedSharding(mesh, P("topology")), NamedSharding(mesh, P()))
+    )
+    seconds = {}
+    for name, run in [
+        ("shard_map, game queues", solver.run),
+        ("shard_map, vmapped loops", vmapped),
+        ("automatic partitioning, vmapped loops", automatic),
+    ]:
+        jax.block_until_ready(run(indices, schemes))  # compile
+        began = time.perf_counter()
+        jax.block_until_ready(run(indices, schemes))
+        seconds[name] = time.perf_counter() - began
+    return seconds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sweep", default=str(ROOT / "sweeps" / "quick.toml"))
     parser.add_argument("--topologies", type=int, default=32)
     parser.add_argument("--chunk", type=int, default=8)
+    parser.add_argument("--probe", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
-    sys.path.insert(0, str(ROOT / "src"))
     from edgesplit.sweep_file import read_sweep
 
     sweep = read_sweep(args.sweep).replace(topologies=args.topologies, chunk=args.chunk)
+    if args.probe:  # the child process of the partitioning comparison
+        print(json.dumps(partition_probe(sweep)))
+        return
     solves = sweep.topologies * sweep.solves_per_chunk // sweep.chunk
     sizes = ["--topologies", str(args.topologies), "--chunk", str(args.chunk)]
     rows = []
@@ -82,6 +123,14 @@ def main() -> None:
             rows.append({"setup": label, "seconds": seconds, "solves_per_s": solves / seconds})
             print(f"{label:36s} {seconds:7.1f} s  {solves / seconds:7.1f} solves/s", flush=True)
 
+    probe = subprocess.run(
+        [sys.executable, __file__, "--probe", "--sweep", args.sweep, *sizes],
+        env={**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"},
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    partition = json.loads(probe.stdout.strip().splitlines()[-1])
+    print(f"one chunk on 4 devices: {partition}", flush=True)
+
     base = rows[0]["solves_per_s"]
     out = ROOT / "results" / "bench"
     out.mkdir(parents=True, exist_ok=True)
@@ -91,7 +140,9 @@ def main() -> None:
         "chunk": args.chunk,
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
     }
-    (out / "scaling.json").write_text(json.dumps({**meta, "rows": rows}, indent=2) + "\n")
+    (out / "scaling.json").write_text(
+        json.dumps({**meta, "rows": rows, "one_chunk_on_4_devices_s": partition}, indent=2) + "\n"
+    )
     lines = [
         f"Scale-out overhead: {solves} solves of {meta['sweep']} (chunk {args.chunk}), "
         f"end to end through the CLI, on {meta['machine']}. Produced by "
@@ -104,6 +155,12 @@ def main() -> None:
             f"{r['solves_per_s'] / base:.2f}× |"
             for r in rows
         ),
+        "",
+        f"One chunk ({sweep.solves_per_chunk} solves) on 4 devices, after compilation:",
+        "",
+        "| partitioning | seconds |",
+        "|---|---|",
+        *(f"| {name} | {seconds:.2f} |" for name, seconds in partition.items()),
     ]
     (out / "scaling.md").write_text("\n".join(lines) + "\n")
 

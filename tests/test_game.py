@@ -16,7 +16,7 @@ from edgesplit.price_game import Status, market, prices_at
 from edgesplit.scenario import pad_scenario, stack, unstack
 from edgesplit.scenario_file import parse_scenario
 from edgesplit.schemes import Scheme, scheme_options
-from edgesplit.solve import solve, solve_at_prices
+from edgesplit.solve import solve, solve_at_prices, solve_batch
 
 
 def picks_of(solution, index=None):
@@ -232,6 +232,33 @@ def test_vmap_equals_a_loop_and_does_not_recompile(rng):
     solve(jax.tree.map(lambda x: x[3], other), 1)
     solve(jax.tree.map(lambda x: x[5], other), 2)
     assert solve._cache_size() == size
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [GameSettings(), GameSettings(update="sequential", joint_price=False, max_rounds=40)],
+    ids=["default", "sequential-separate-short"],
+)
+def test_a_game_queue_plays_every_game_as_vmap_does(rng, settings):
+    """solve_batch (lanes taking the next game when theirs ends) equals vmap(solve) bit
+    for bit, with one lane, a few, or one per game."""
+    problems = [
+        random_problem(
+            rng, 6, 3, max_crbs=12, max_rrbs=12, max_price=(1.0, 4.0), price_step=(0.05, 0.3)
+        )
+        for _ in range(24)
+    ]
+    scenarios = stack([pad_scenario(parse_scenario(p).scenario, 6, 3, 5) for p in problems])
+    each = jax.jit(jax.vmap(lambda sc, k: solve(sc, k, settings), in_axes=(0, None)))
+    queued = jax.jit(
+        lambda sc, k, lanes: solve_batch(sc, k, settings, lanes), static_argnames="lanes"
+    )
+    for scheme in Scheme:
+        expected = each(scenarios, int(scheme))
+        assert len(set(np.asarray(expected.rounds).tolist())) > 1 or scheme == Scheme.USER_ONLY
+        for lanes in (1, 5, 24):
+            got = queued(scenarios, int(scheme), lanes=lanes)
+            jax.tree.map(np.testing.assert_array_equal, got, expected)
 
 
 def test_prices_stay_on_the_grid_and_in_range(rng):

@@ -32,6 +32,7 @@ that rounds compare exactly and no rounding drifts.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import IntEnum
 from functools import partial
 
@@ -168,33 +169,25 @@ def _sequential_round(scenario, options, settings, steps):
     return jax.lax.fori_loop(0, scenario.servers.num_servers, turn, steps)
 
 
-def play(scenario: Scenario, options: Options, settings: GameSettings):
-    """Algorithm 1 from the maximum prices. Returns (steps (S, 2), rounds, status)."""
-    play_round = _simultaneous_round if settings.update == "simultaneous" else _sequential_round
+@jax.tree_util.register_dataclass
+@dataclass(frozen=True)
+class GameState:
+    """Where one game of Algorithm 1 stands between rounds."""
 
-    def running(state):
-        return state[2] == _RUNNING
+    steps: jax.Array  # (S, 2) int32, each server's (CRB, RRB) price in steps Δ below the maximum
+    rounds: jax.Array  # () int32, rounds played (skipped opening rounds included)
+    status: jax.Array  # () int32, a Status, or _RUNNING
+    recent: jax.Array  # (cycle_window, S, 2) the steps of the last rounds, newest first
+    checkpoint: jax.Array  # (S, 2) the steps after the last power-of-two round
 
-    def one_round(state):
-        steps, rounds, _, recent, checkpoint = state
-        new = play_round(scenario, options, settings, steps)
-        rounds = rounds + 1
-        # A short memory catches short cycles at once; a checkpoint taken at every power
-        # of two rounds (Brent) catches a cycle of any length within twice its reach.
-        seen = jnp.any(jnp.all(recent == new[None], axis=(1, 2))) | jnp.all(checkpoint == new)
-        status = jnp.where(
-            jnp.all(new == steps),
-            Status.CONVERGED,
-            jnp.where(
-                seen,
-                Status.CYCLE,
-                jnp.where(rounds >= settings.max_rounds, Status.ROUND_LIMIT, _RUNNING),
-            ),
-        ).astype(jnp.int32)
-        recent = jnp.roll(recent, 1, axis=0).at[0].set(steps)
-        checkpoint = jnp.where((rounds & (rounds - 1)) == 0, new, checkpoint)
-        return new, rounds, status, recent, checkpoint
+    @property
+    def running(self) -> jax.Array:
+        return self.status == _RUNNING
 
+
+def start(scenario: Scenario, options: Options, settings: GameSettings) -> GameState:
+    """The game at the maximum prices, advanced exactly through the opening rounds in
+    which nobody buys (when ``settings.fast_forward``)."""
     status = jnp.where(options.servers_play, _RUNNING, Status.CONVERGED).astype(jnp.int32)
     if settings.fast_forward:
         skipped = jnp.where(
@@ -202,11 +195,92 @@ def play(scenario: Scenario, options: Options, settings: GameSettings):
         )
     else:
         skipped = jnp.int32(0)
-    state = _state_after_descent(scenario.servers, skipped, settings.cycle_window)
-    steps, rounds, status, _, _ = jax.lax.while_loop(
-        running, one_round, (state[0], skipped, status, *state[1:])
+    steps, recent, checkpoint = _state_after_descent(
+        scenario.servers, skipped, settings.cycle_window
     )
-    return steps, rounds, status
+    return GameState(steps, skipped, status, recent, checkpoint)
+
+
+def advance(
+    scenario: Scenario, options: Options, settings: GameSettings, state: GameState
+) -> GameState:
+    """One round of Algorithm 1 and the stop rule; a game that has ended stays as it is."""
+    play_round = _simultaneous_round if settings.update == "simultaneous" else _sequential_round
+    new = play_round(scenario, options, settings, state.steps)
+    rounds = state.rounds + 1
+    # A short memory catches short cycles at once; a checkpoint taken at every power of
+    # two rounds (Brent) catches a cycle of any length within twice its reach.
+    seen = jnp.any(jnp.all(state.recent == new[None], axis=(1, 2))) | jnp.all(
+        state.checkpoint == new
+    )
+    status = jnp.where(
+        jnp.all(new == state.steps),
+        Status.CONVERGED,
+        jnp.where(
+            seen,
+            Status.CYCLE,
+            jnp.where(rounds >= settings.max_rounds, Status.ROUND_LIMIT, _RUNNING),
+        ),
+    ).astype(jnp.int32)
+    after = GameState(
+        steps=new,
+        rounds=rounds,
+        status=status,
+        recent=jnp.roll(state.recent, 1, axis=0).at[0].set(state.steps),
+        checkpoint=jnp.where((rounds & (rounds - 1)) == 0, new, state.checkpoint),
+    )
+    return jax.tree.map(lambda a, b: jnp.where(state.running, a, b), after, state)
+
+
+def play(scenario: Scenario, options: Options, settings: GameSettings) -> GameState:
+    """Algorithm 1 from the maximum prices, to its end."""
+    return jax.lax.while_loop(
+        lambda state: state.running,
+        lambda state: advance(scenario, options, settings, state),
+        start(scenario, options, settings),
+    )
+
+
+def play_queue(
+    scenarios: Scenario, options: Options, settings: GameSettings, lanes: int
+) -> GameState:
+    """Algorithm 1 for a batch of N games (leading axis) on ``lanes`` lanes, to its end.
+
+    ``vmap(play)`` would run every game until the longest one ends (a vmapped
+    ``while_loop`` steps all lanes together), and game lengths vary ten-fold. Here a
+    lane whose game has ended takes the next waiting game, so the lanes stay busy and
+    the loop runs for about the total rounds over ``lanes``, or the longest game if
+    longer. Each game follows exactly the rounds :func:`play` would.
+    """
+    count = jax.tree.leaves(scenarios)[0].shape[0]
+    lanes = min(lanes, count)
+    take = lambda tree, index: jax.tree.map(lambda x: x[index], tree)  # noqa: E731
+    first = jax.vmap(lambda sc, op: start(sc, op, settings))(scenarios, options)
+    step_all = jax.vmap(lambda sc, op, st: advance(sc, op, settings, st))
+
+    def busy(carry):
+        game, *_ = carry
+        return jnp.any(game < count)
+
+    def one_round(carry):
+        game, state, waiting, final = carry
+        here = jnp.minimum(game, count - 1)  # lanes past the last game idle on a copy
+        state = step_all(take(scenarios, here), take(options, here), state)
+        ended = (game < count) & ~state.running
+        final = jax.tree.map(
+            lambda f, s: f.at[jnp.where(ended, game, count)].set(s, mode="drop"), final, state
+        )
+        queued = jnp.cumsum(ended, dtype=jnp.int32)  # the k-th lane to end takes the k-th game
+        game = jnp.where(ended, waiting + queued - 1, game)
+        fresh = take(first, jnp.minimum(game, count - 1))
+        state = jax.tree.map(
+            lambda f, s: jnp.where(ended.reshape(-1, *(1,) * (s.ndim - 1)), f, s), fresh, state
+        )
+        return game, state, waiting + queued[-1], final
+
+    game = jnp.arange(lanes, dtype=jnp.int32)
+    carry = (game, take(first, game), jnp.int32(lanes), first)
+    return jax.lax.while_loop(busy, one_round, carry)[3]
 
 
 def _binary_search(predicate, low, high):

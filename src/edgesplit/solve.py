@@ -1,8 +1,9 @@
 """Solve one scenario: play the price game, settle the devices, certify the result.
 
-:func:`solve` and :func:`solve_at_prices` take one scenario, unbatched; ``jax.vmap``
-them over a batch (the sweep layer does). They are jit-compiled with the settings
-static, so a new scenario of the same shapes reuses the compiled program.
+:func:`solve` and :func:`solve_at_prices` take one scenario, unbatched, and can be
+``jax.vmap``-ed over a batch; :func:`solve_batch` solves a batch with game lanes that
+never wait for the longest game (the sweeps use it). They are jit-compiled with the
+settings static, so a new scenario of the same shapes reuses the compiled program.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import jax.numpy as jnp
 from edgesplit.best_response import Choice
 from edgesplit.certificate import device_gains, server_gains
 from edgesplit.config import GameSettings
-from edgesplit.price_game import Status, market, play, prices_at, server_sales
+from edgesplit.price_game import Status, market, play, play_queue, prices_at, server_sales
 from edgesplit.scenario import Scenario
 from edgesplit.schemes import scheme_options
 
@@ -68,9 +69,26 @@ def _settle(scenario, options, settings, price_crb, price_rrb, rounds, status) -
 def solve(scenario: Scenario, scheme, settings: GameSettings = GameSettings()) -> Solution:
     """Play Algorithm 1 under ``scheme`` (a :class:`~edgesplit.schemes.Scheme` or its int)."""
     options = scheme_options(scenario, jnp.asarray(scheme, jnp.int32))
-    steps, rounds, status = play(scenario, options, settings)
-    price_crb, price_rrb = prices_at(scenario.servers, steps)
-    return _settle(scenario, options, settings, price_crb, price_rrb, rounds, status)
+    game = play(scenario, options, settings)
+    price_crb, price_rrb = prices_at(scenario.servers, game.steps)
+    return _settle(scenario, options, settings, price_crb, price_rrb, game.rounds, game.status)
+
+
+def solve_batch(
+    scenarios: Scenario, scheme, settings: GameSettings = GameSettings(), lanes: int = 64
+) -> Solution:
+    """:func:`solve` for a batch of scenarios (leading axis), all under ``scheme``.
+
+    The price games share ``lanes`` lanes, each lane taking the next game when its own
+    ends (:func:`~edgesplit.price_game.play_queue`); the results equal
+    ``vmap(solve)`` exactly, sooner when game lengths vary."""
+    scheme = jnp.asarray(scheme, jnp.int32)
+    options = jax.vmap(lambda scenario: scheme_options(scenario, scheme))(scenarios)
+    game = play_queue(scenarios, options, settings, lanes)
+    price_crb, price_rrb = jax.vmap(prices_at)(scenarios.servers, game.steps)
+    return jax.vmap(
+        lambda sc, op, pc, pr, rounds, status: _settle(sc, op, settings, pc, pr, rounds, status)
+    )(scenarios, options, price_crb, price_rrb, game.rounds, game.status)
 
 
 @partial(jax.jit, static_argnames="settings")

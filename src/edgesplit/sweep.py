@@ -1,10 +1,11 @@
 """Solve a sweep chunk by chunk: one compiled call per chunk of topologies.
 
 A chunk is ``sweep.chunk`` topologies × every grid point × every scheme, solved by
-one jit-compiled, vmapped call whose shapes never change: the last chunk is padded
-with extra topologies whose results are dropped, and axes that change array sizes
-(the numbers of devices and servers) are padded to their largest value with masks.
-The topologies of a chunk are spread over every local device.
+one jit-compiled call whose shapes never change: the last chunk is padded with extra
+topologies whose results are dropped, and axes that change array sizes (the numbers
+of devices and servers) are padded to their largest value with masks. The topologies
+of a chunk are spread over every local device; on each, a scheme's games share a few
+lanes, a lane taking the next game when its own ends.
 Topology t always uses the key ``fold_in(key(seed), t)``, so a result does not
 depend on the chunk size or on which process solved it, and every scheme and grid
 point sees the same topologies (common random numbers).
@@ -22,7 +23,7 @@ import numpy as np
 from jax.sharding import PartitionSpec as P
 
 from edgesplit.config import Setup
-from edgesplit.solve import solve
+from edgesplit.solve import solve_batch
 from edgesplit.sweep_file import Sweep
 from edgesplit.topology import sample_topology
 
@@ -80,46 +81,40 @@ def grid_setup(sweep: Sweep) -> Setup:
 class ChunkSolver:
     """Solves the chunk of topologies that starts at a given index.
 
-    ``lanes`` topologies are solved per call: the chunk size rounded up to a multiple
-    of the number of devices, at least two per device (XLA compiles a sharded batch of
-    one differently, and its certificates then differ in the last bit); results past
-    the chunk are padding to drop.
+    ``topologies_per_call`` topologies are solved per call: the chunk size rounded up
+    to a multiple of the number of devices, at least two per device (XLA compiles a
+    sharded batch of one differently, and its certificates then differ in the last
+    bit); results past the chunk are padding to drop.
     """
 
-    run: Callable  # the jitted program: (topology indices (lanes,), schemes) -> ChunkResult
-    lanes: int
+    run: Callable  # the jitted program: (topology indices, schemes) -> ChunkResult
+    topologies_per_call: int
     schemes: jax.Array
 
     def __call__(self, start: int) -> ChunkResult:
-        return self.run(np.arange(start, start + self.lanes), self.schemes)
+        return self.run(np.arange(start, start + self.topologies_per_call), self.schemes)
 
 
-def chunk_solver(sweep: Sweep, devices: Sequence[jax.Device] | None = None) -> ChunkSolver:
-    """Compile the chunk program once, sharded over ``devices`` (default: all local ones).
-
-    Topologies are split across devices with ``shard_map``: each device runs its own
-    vmapped game loops, so no device waits on another's slowest game (a vmapped
-    ``while_loop`` under automatic partitioning would, jax-ml/jax#20968).
-    """
-    devices = list(devices or jax.local_devices())
-    lanes = max(-(-sweep.chunk // len(devices)), 2 if len(devices) > 1 else 1) * len(devices)
-    mesh = jax.sharding.Mesh(np.array(devices), ("topology",))
+def chunk_program(sweep: Sweep, game_lanes: int) -> tuple[Callable, jax.Array]:
+    """The chunk function, not yet compiled or sharded: (topology indices (C,),
+    schemes) -> ChunkResult, and the schemes to pass it. Each scheme's C × G games
+    share ``game_lanes`` lanes (:func:`~edgesplit.solve.solve_batch`)."""
     setups = grid_setup(sweep)
     # Traced, not constants: XLA would otherwise constant-fold the scheme masks (slowly).
     schemes = jnp.asarray([int(s) for s in sweep.schemes], jnp.int32)
     dtype = jnp.dtype(sweep.precision)
     root = jax.random.key(sweep.seed)
     max_devices, max_servers = sweep.max_devices, sweep.max_servers
-    settings = sweep.game
 
-    def one_point(key, setup, schemes):
-        topology = sample_topology(key, setup, max_devices, max_servers, dtype)
-        scenario = topology.scenario
-        # One game per scheme rather than a vmap over schemes: a vmapped loop runs until
-        # its slowest lane ends, and user-only plays no game at all.
-        each = [solve(scenario, schemes[k], settings) for k in range(len(sweep.schemes))]
-        solutions = jax.tree.map(lambda *x: jnp.stack(x), *each)
-        devices = solutions.devices
+    def topology_at_every_point(index):
+        key = jax.random.fold_in(root, index)
+        return jax.vmap(lambda setup: sample_topology(key, setup, max_devices, max_servers, dtype))(
+            setups
+        )
+
+    def store_fields(topology, solutions):
+        """One grid point's results, (K, ...) per scheme, as the store's variables."""
+        scenario, devices = topology.scenario, solutions.devices
         active = scenario.devices.active
         present = lambda x, fill: jnp.where(active, x, fill)  # noqa: E731
         serving = lambda x, fill: jnp.where(scenario.servers.active, x, fill)  # noqa: E731
@@ -145,22 +140,61 @@ def chunk_solver(sweep: Sweep, devices: Sequence[jax.Device] | None = None) -> C
             certificate=solutions.certificate,
         )
 
-    def one_topology(index, schemes):
-        key = jax.random.fold_in(root, index)
-        return jax.vmap(lambda setup: one_point(key, setup, schemes))(setups)
-
-    def solve_shard(indices, schemes) -> ChunkResult:
-        out = jax.vmap(lambda index: one_topology(index, schemes))(indices)
+    def solve_chunk(indices, schemes) -> ChunkResult:
+        topologies = jax.vmap(topology_at_every_point)(indices)  # leaves (C, G, ...)
+        lead = (indices.shape[0], math.prod(sweep.grid_shape))
+        flat = jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), topologies.scenario)
+        # One game queue per scheme: user-only plays no game, and a scheme's games
+        # should not wait for another's.
+        each = [
+            solve_batch(flat, schemes[k], sweep.game, game_lanes) for k in range(len(sweep.schemes))
+        ]
+        solutions = jax.tree.map(
+            lambda *x: jnp.stack(x, axis=1).reshape(*lead, len(x), *x[0].shape[1:]), *each
+        )  # leaves (C, G, K, ...)
+        out = jax.vmap(jax.vmap(store_fields))(topologies, solutions)
         out["model"] = out["model"][:, 0]  # drawn from the key alone: equal at every point
         return ChunkResult(**out)
 
+    return solve_chunk, schemes
+
+
+def default_game_lanes(platform: str, games: int) -> int:
+    """Lanes per device for a chunk's ``games`` games of one scheme.
+
+    On CPU a lane costs about the same however many run together (measured: 4 to 64
+    lanes within noise on 200-1,000 Fig. 3 games), so few lanes waste least on the
+    longest games; 16. Accelerators need width to be busy: a quarter of the games
+    (not yet measured on a GPU).
+    """
+    return min(games, 16 if platform == "cpu" else max(games // 4, 1))
+
+
+def chunk_solver(
+    sweep: Sweep, devices: Sequence[jax.Device] | None = None, game_lanes: int | None = None
+) -> ChunkSolver:
+    """Compile the chunk program once, sharded over ``devices`` (default: all local ones).
+
+    Topologies are split across devices with ``shard_map``: each device plays its own
+    game queues, so no device waits on another's longest game (a vmapped
+    ``while_loop`` under automatic partitioning would, jax-ml/jax#20968).
+    ``game_lanes`` (default :func:`default_game_lanes`) changes the speed, never the
+    results.
+    """
+    devices = list(devices or jax.local_devices())
+    per_device = max(-(-sweep.chunk // len(devices)), 2 if len(devices) > 1 else 1)
+    if game_lanes is None:
+        game_lanes = default_game_lanes(
+            devices[0].platform, per_device * math.prod(sweep.grid_shape)
+        )
+    program, schemes = chunk_program(sweep, game_lanes)
     run = jax.jit(
         jax.shard_map(
-            solve_shard,
-            mesh=mesh,
+            program,
+            mesh=jax.sharding.Mesh(np.array(devices), ("topology",)),
             in_specs=(P("topology"), P()),
             out_specs=P("topology"),
             check_vma=False,  # no collectives: each device's game loops are its own
         )
     )
-    return ChunkSolver(run=run, lanes=lanes, schemes=schemes)
+    return ChunkSolver(run=run, topologies_per_call=per_device * len(devices), schemes=schemes)
