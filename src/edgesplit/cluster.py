@@ -24,6 +24,7 @@ def join(
     """
     import jax
 
+    where = {}  # nothing given: JAX detects the cluster
     if any(v is not None for v in (coordinator, num_processes, process_id)):
         if None in (coordinator, num_processes, process_id):
             raise InputError(
@@ -33,13 +34,11 @@ def join(
             raise InputError(
                 "--process-id", f"needs 0 <= I < N = {num_processes}, got {process_id}"
             )
-    given = {
-        "coordinator_address": coordinator,
-        "num_processes": num_processes,
-        "process_id": process_id,
-    }
+        where = dict(
+            coordinator_address=coordinator, num_processes=num_processes, process_id=process_id
+        )
     try:
-        jax.distributed.initialize(**{k: v for k, v in given.items() if v is not None})
+        jax.distributed.initialize(**where)
     except (RuntimeError, ValueError) as err:
         problem = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise InputError("--distributed", f"cannot join the JAX job: {problem}") from None

@@ -75,7 +75,7 @@ def solve(scenario: Scenario, scheme, settings: GameSettings = GameSettings()) -
 
 
 def solve_batch(
-    scenarios: Scenario, scheme, settings: GameSettings = GameSettings(), lanes: int = 64
+    scenarios: Scenario, scheme, settings: GameSettings = GameSettings(), lanes: int = 16
 ) -> Solution:
     """:func:`solve` for a batch of scenarios (leading axis), all under ``scheme``.
 
