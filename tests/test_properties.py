@@ -8,6 +8,7 @@ Examples are derandomized, so CI sees the same cases every run;
 from __future__ import annotations
 
 import math
+import os
 
 import jax
 import numpy as np
@@ -25,14 +26,14 @@ from edgesplit.solve import solve, solve_at_prices
 
 settings.register_profile(
     "ci",
-    max_examples=200,
+    max_examples=1000,
     database=None,
     deadline=None,
     derandomize=True,
     suppress_health_check=[HealthCheck.too_slow],
 )
-settings.register_profile("thorough", max_examples=1000, deadline=None)
-settings.load_profile("ci")
+settings.register_profile("thorough", max_examples=10_000, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 DEVICES, SERVERS, SPLITS = 6, 2, 5
 GAME = GameSettings()
