@@ -23,9 +23,23 @@ def sweep_file(tmp_path_factory):
 def one_process(sweep_file):
     """The store of a plain run: one process, one device."""
     store = sweep_file.parent / "one.zarr"
-    result = edgesplit("run", str(sweep_file), "--out", str(store), "--quiet")
+    result = edgesplit(*run_args(sweep_file, store))
     assert result.returncode == 0, result.stderr
     return arrays(store)
+
+
+def run_args(sweep_file, store, *extra) -> list[str]:
+    return ["run", str(sweep_file), "--out", str(store), "--quiet", *extra]
+
+
+def assert_two_shares_make(store, one_process, processes):
+    """Both processes ended well, each solved its share (chunks 0 and 2 are share 0's,
+    chunk 1 share 1's), and together they wrote the one-process store."""
+    for process in processes:
+        assert process.returncode == 0, process.stderr
+    assert "worker 0/2: 2 chunk(s) solved" in processes[0].stderr
+    assert "worker 1/2: 1 chunk(s) solved" in processes[1].stderr
+    assert_same_store(one_process, arrays(store))
 
 
 def launch_together(*argvs, env=None) -> list[subprocess.CompletedProcess]:
@@ -55,7 +69,7 @@ def test_four_cpu_devices_write_the_one_device_store(sweep_file, one_process, tm
     )  # fmt: skip
     assert count.stdout.strip() == "4"
     store = tmp_path / "four.zarr"
-    result = edgesplit("run", str(sweep_file), "--out", str(store), "--quiet", env=env)
+    result = edgesplit(*run_args(sweep_file, store), env=env)
     assert result.returncode == 0, result.stderr
     assert_same_store(one_process, arrays(store))
 
@@ -67,16 +81,10 @@ def test_workers_started_together_write_the_one_process_store(sweep_file, one_pr
     assert "0 of 3 chunks done" in init.stderr
     assert not arrays(store)["chunk_done"].any()
     workers = launch_together(
-        *(["run", str(sweep_file), "--out", str(store), "--quiet", "--worker", f"{i}/2"]
-          for i in range(2))
-    )  # fmt: skip
-    for worker in workers:
-        assert worker.returncode == 0, worker.stderr
-    # Chunks 0 and 2 are worker 0's, chunk 1 worker 1's.
-    assert "worker 0/2: 2 chunk(s) solved" in workers[0].stderr
-    assert "worker 1/2: 1 chunk(s) solved" in workers[1].stderr
-    assert_same_store(one_process, arrays(store))
-    again = edgesplit("run", str(sweep_file), "--out", str(store), "--quiet", "--worker", "1/2")
+        *(run_args(sweep_file, store, "--worker", f"{i}/2") for i in range(2))
+    )
+    assert_two_shares_make(store, one_process, workers)
+    again = edgesplit(*run_args(sweep_file, store, "--worker", "1/2"))
     assert again.returncode == 0 and "0 chunk(s) solved, store complete" in again.stderr
 
 
@@ -87,13 +95,6 @@ def test_a_two_process_jax_job_on_loopback_writes_the_one_process_store(
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     store = tmp_path / "job.zarr"
-    processes = launch_together(
-        *(["run", str(sweep_file), "--out", str(store), "--quiet",
-           "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(i)]
-          for i in range(2))
-    )  # fmt: skip
-    for process in processes:
-        assert process.returncode == 0, process.stderr
-    assert "worker 0/2: 2 chunk(s) solved" in processes[0].stderr
-    assert "worker 1/2: 1 chunk(s) solved" in processes[1].stderr
-    assert_same_store(one_process, arrays(store))
+    job = ["--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--process-id"]
+    processes = launch_together(*(run_args(sweep_file, store, *job, str(i)) for i in range(2)))
+    assert_two_shares_make(store, one_process, processes)
