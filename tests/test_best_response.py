@@ -12,6 +12,7 @@ from conftest import random_problem
 from edgesplit.best_response import (
     IDLE,
     best_block_count,
+    block_terms,
     choose,
     offload_options_exact,
     offload_options_exhaustive,
@@ -153,9 +154,8 @@ def test_block_count_is_the_integer_minimum():
             )
         )
     for rate, lam, delta, price, most in cases:
-        n, sojourn = best_block_count(
-            jnp.float64(rate), jnp.float64(lam), jnp.float64(delta), jnp.float64(price), most
-        )
+        terms = block_terms(jnp.float64(rate), jnp.float64(lam), jnp.float64(delta))
+        n, sojourn = best_block_count(terms, jnp.float64(price), most)
         best = scan_blocks(rate, lam, delta, price, most)
         if best is None:
             assert int(n) == 0 and np.isinf(sojourn), (rate, lam, delta, price, most)

@@ -43,24 +43,25 @@ def admit_in_profit_order(
 ):
     """Which pending requests each server admits: the longest profit-ranked prefix that fits."""
     servers = scenario.servers
-    num_servers = servers.num_servers
     target = jnp.where(pending, request.server, IDLE)
-    asks = target[:, None] == jnp.arange(num_servers)[None, :]  # (M, S)
+    asks = target != IDLE
+    server = jnp.where(asks, target, 0)
     profit = server_profit(
-        request.crbs, request.rrbs, price_crb[target], price_rrb[target],
-        servers.cost_crb[target], servers.cost_rrb[target],
+        request.crbs, request.rrbs, price_crb[server], price_rrb[server],
+        servers.cost_crb[server], servers.cost_rrb[server],
     )  # fmt: skip
-    rank_key = jnp.where(asks, -profit[:, None], jnp.inf)
-    order = jnp.argsort(rank_key, axis=0, stable=True)  # stable: ties keep device order
-    crbs_asked = jnp.take_along_axis(jnp.where(asks, request.crbs[:, None], 0), order, axis=0)
-    rrbs_asked = jnp.take_along_axis(jnp.where(asks, request.rrbs[:, None], 0), order, axis=0)
-    # Running totals only grow, so "fits" holds for a prefix of each server's ranking.
-    fits_sorted = (jnp.cumsum(crbs_asked, axis=0) <= crbs_left) & (
-        jnp.cumsum(rrbs_asked, axis=0) <= rrbs_left
+    # ahead[i, j]: j asks i's server and is ranked at or before i (more profit, or as
+    # much and a lower index). Counting with it, rather than sorting, keeps every pass
+    # a few small vectorised operations; the totals are those of the sorted prefix.
+    device = jnp.arange(target.shape[0])
+    ahead = (target[:, None] == target[None, :]) & (
+        (profit[None, :] > profit[:, None])
+        | ((profit[None, :] == profit[:, None]) & (device[None, :] <= device[:, None]))
     )
-    columns = jnp.broadcast_to(jnp.arange(num_servers), order.shape)
-    fits = jnp.zeros_like(fits_sorted).at[order, columns].set(fits_sorted)
-    return jnp.any(asks & fits, axis=1)
+    crbs_through = jnp.sum(jnp.where(ahead, request.crbs[None, :], 0), axis=1, dtype=jnp.int32)
+    rrbs_through = jnp.sum(jnp.where(ahead, request.rrbs[None, :], 0), axis=1, dtype=jnp.int32)
+    # Running totals only grow down a ranking, so "fits" holds for a prefix of each.
+    return asks & (crbs_through <= crbs_left[server]) & (rrbs_through <= rrbs_left[server])
 
 
 def respond_with_admission(scenario: Scenario, price_crb, price_rrb, respond) -> Choice:

@@ -54,95 +54,150 @@ class OffloadOptions:
     delay: jax.Array
 
 
-def best_block_count(rate_per_block, arrival_rate, delay_weight, unit_price, max_blocks):
-    """The integer n in [1, max_blocks] that minimises δ / (n·μ - λ) + ω g·n (eqs. 7, 8, 10).
+@jax.tree_util.register_dataclass
+@dataclass(frozen=True)
+class BlockTerms:
+    """What the best count of one kind of block needs that no price changes; arrays
+    broadcastable to (M, S, A). Computed once per game, used at every price tried."""
 
-    ``rate_per_block`` is μ of one block (eq. 3 or 5), ``unit_price`` is ω·g. Returns
-    (n, sojourn time at n); n = 0 and an infinite sojourn time when no n in range is
-    stable. The continuous optimum solves (nμ - λ)² = δμ / (ωg); the cost is convex in
-    n on the stable range, so the integer optimum is the floor or the ceiling of it,
-    clipped to the range.
-    """
+    rate: jax.Array  # μ of one block (eq. 3 or 5), tasks/s
+    arrival_rate: jax.Array  # λ
+    smallest: jax.Array  # the fewest blocks whose queue is stable (n·μ > λ), >= 1
+    load: jax.Array  # λ/μ
+    weight_per_rate: jax.Array  # δ/μ
+    weight_rate: jax.Array  # δ·μ
+
+
+def block_terms(rate_per_block, arrival_rate, delay_weight) -> BlockTerms:
+    """The price-free part of :func:`best_block_count` for blocks of rate μ each."""
     # The smallest stable n is floor(λ/μ) + 1 in exact arithmetic; λ/μ may round across
     # an integer either way, so test the neighbours with the delay's own predicate.
-    below = jnp.floor(arrival_rate / rate_per_block)
+    load = arrival_rate / rate_per_block
+    below = jnp.floor(load)
     smallest = jnp.where(
         (below >= 1) & (below * rate_per_block > arrival_rate),
         below,
         jnp.where((below + 1) * rate_per_block > arrival_rate, below + 1, below + 2),
     )
-    smallest = jnp.maximum(smallest, 1.0)
-    max_blocks = jnp.asarray(max_blocks, smallest.dtype)
+    return BlockTerms(
+        rate=rate_per_block,
+        arrival_rate=arrival_rate,
+        smallest=jnp.maximum(smallest, 1.0),
+        load=load,
+        weight_per_rate=delay_weight / rate_per_block,
+        weight_rate=delay_weight * rate_per_block,
+    )
 
+
+def best_block_count(terms: BlockTerms, unit_price, max_blocks):
+    """The integer n in [1, max_blocks] that minimises δ / (n·μ - λ) + ω g·n (eqs. 7, 8, 10).
+
+    ``unit_price`` is ω·g. Returns (n, sojourn time at n); n = 0 and an infinite
+    sojourn time when no n in range is stable. The continuous optimum solves
+    (nμ - λ)² = δμ / (ωg), n* = λ/μ + sqrt(δ/(μ ωg)); the cost is convex in n on the
+    stable range, so the integer optimum is the floor or the ceiling of n*, clipped to
+    the range. A queue with no work (μ = ∞) has n* = 0 and buys the least, one block.
+    """
+    max_blocks = jnp.asarray(max_blocks, terms.smallest.dtype)
     has_price = unit_price > 0
-    spread = jnp.sqrt(delay_weight * rate_per_block / jnp.where(has_price, unit_price, 1.0))
-    optimum = jnp.where(has_price, (arrival_rate + spread) / rate_per_block, jnp.inf)
-    optimum = jnp.where(jnp.isinf(rate_per_block), 1.0, optimum)  # no work: buy the least
-
-    def cost(n):
-        sojourn = sojourn_time(n * rate_per_block, arrival_rate)
-        return delay_weight * sojourn + unit_price * n, sojourn
-
-    low = jnp.clip(jnp.floor(optimum), smallest, max_blocks)
-    high = jnp.clip(jnp.ceil(optimum), smallest, max_blocks)
-    cost_low, sojourn_low = cost(low)
-    cost_high, sojourn_high = cost(high)
-    take_high = cost_high < cost_low
+    optimum = jnp.where(
+        has_price,
+        terms.load + jnp.sqrt(terms.weight_per_rate / jnp.where(has_price, unit_price, 1.0)),
+        jnp.inf,
+    )
+    low = jnp.clip(jnp.floor(optimum), terms.smallest, max_blocks)
+    high = jnp.clip(jnp.ceil(optimum), terms.smallest, max_blocks)
+    # high is low or low + 1, both stable; then cost(high) < cost(low) exactly when
+    # δμ > ωg (high·μ - λ)(low·μ - λ), which needs no division.
+    rate, arrival_rate = terms.rate, terms.arrival_rate
+    take_high = (high > low) & (
+        terms.weight_rate > unit_price * (high * rate - arrival_rate) * (low * rate - arrival_rate)
+    )
     blocks = jnp.where(take_high, high, low)
-    sojourn = jnp.where(take_high, sojourn_high, sojourn_low)
-
-    feasible = (smallest <= max_blocks) & jnp.isfinite(sojourn)
+    sojourn = sojourn_time(blocks * rate, arrival_rate)
+    feasible = (terms.smallest <= max_blocks) & jnp.isfinite(sojourn)
     return jnp.where(feasible, blocks, 0.0).astype(jnp.int32), jnp.where(feasible, sojourn, jnp.inf)
 
 
-def _offload_terms(scenario: Scenario, price_crb, price_rrb):
-    """Broadcastable (M, S, A) pieces shared by both implementations."""
+@jax.tree_util.register_dataclass
+@dataclass(frozen=True)
+class OffloadTerms:
+    """The price-free part of every offload option, broadcastable to (M, S, A)."""
+
+    crb: BlockTerms  # one CRB of server s for the layers after α (eq. 3)
+    rrb: BlockTerms  # one RRB from device m to server s for layer α's output (eq. 5)
+    device_delay: jax.Array  # sojourn time of layers 1..α on the device (eqs. 2, 6)
+
+
+def offload_terms(scenario: Scenario) -> OffloadTerms:
+    """What every offload option needs that the prices do not change."""
     devices, servers = scenario.devices, scenario.servers
-    per_device = lambda x: x[:, None, None]  # noqa: E731
-    per_server = lambda x: x[None, :, None]  # noqa: E731
-    return dict(
-        arrival_rate=per_device(devices.arrival_rate),
-        delay_weight=per_device(devices.delay_weight),
-        payment_weight=per_device(devices.payment_weight),
-        reward=per_device(devices.reward),
-        # μ of one CRB (eq. 3) and of one RRB (eq. 5) for each (device, server, split).
-        crb_rate=service_rate(per_server(servers.crb_hz), devices.server_cycles[:, None, :]),
-        rrb_rate=service_rate(scenario.rate_per_rrb[:, :, None], devices.sent_bits[:, None, :]),
-        price_crb=per_server(price_crb),
-        price_rrb=per_server(price_rrb),
-        # The device's part (eqs. 2, 6) depends on the split only.
+    arrival_rate = devices.arrival_rate[:, None, None]
+    delay_weight = devices.delay_weight[:, None, None]
+    return OffloadTerms(
+        crb=block_terms(
+            service_rate(servers.crb_hz[None, :, None], devices.server_cycles[:, None, :]),
+            arrival_rate,
+            delay_weight,
+        ),
+        rrb=block_terms(
+            service_rate(scenario.rate_per_rrb[:, :, None], devices.sent_bits[:, None, :]),
+            arrival_rate,
+            delay_weight,
+        ),
         device_delay=sojourn_time(
             service_rate(devices.cpu_hz[:, None], devices.device_cycles),
             devices.arrival_rate[:, None],
         )[:, None, :],
-        result_delay=per_server(servers.result_delay),
     )
 
 
-def offload_options_exact(scenario: Scenario, price_crb, price_rrb, crbs_left, rrbs_left):
+def _options(scenario: Scenario, device_delay, server_delay, radio_delay, payment):
+    """Eqs. (9), (10) for the purchases of every (device, server, split[, y, z]): their
+    utility (-inf where a queue is unstable) and delay."""
+    devices = scenario.devices
+    extra = (1,) * (jnp.ndim(server_delay) - 3)  # the exhaustive kernel's (y, z) axes
+    per_device = lambda x: x.reshape((*x.shape, 1, 1, *extra))  # noqa: E731
+    result_delay = scenario.servers.result_delay.reshape((1, -1, 1, *extra))
+    delay = service_delay(
+        device_delay.reshape((*device_delay.shape, *extra)), radio_delay, server_delay, result_delay
+    )
+    utility = device_utility(
+        per_device(devices.reward), per_device(devices.delay_weight),
+        per_device(devices.payment_weight), per_device(devices.arrival_rate), delay, payment,
+    )  # fmt: skip
+    return jnp.where(jnp.isfinite(delay), utility, -jnp.inf), delay
+
+
+def offload_options_exact(
+    scenario: Scenario,
+    price_crb,
+    price_rrb,
+    crbs_left,
+    rrbs_left,
+    terms: OffloadTerms | None = None,
+):
     """Best (y, z) for every (device, server, split) in closed form.
 
-    ``crbs_left``/``rrbs_left`` are what each server has for each device, (M, S) or (S,).
+    ``crbs_left``/``rrbs_left`` are what each server has for each device, (M, S) or (S,);
+    ``terms`` (default: computed here) is :func:`offload_terms` of the scenario.
     """
-    t = _offload_terms(scenario, price_crb, price_rrb)
-    crbs_left = jnp.broadcast_to(crbs_left, scenario.rate_per_rrb.shape)[:, :, None]
-    rrbs_left = jnp.broadcast_to(rrbs_left, scenario.rate_per_rrb.shape)[:, :, None]
+    terms = offload_terms(scenario) if terms is None else terms
+    shape = scenario.rate_per_rrb.shape
+    weight = scenario.devices.payment_weight[:, None, None]
+    price_crb, price_rrb = price_crb[None, :, None], price_rrb[None, :, None]
     crbs, server_delay = best_block_count(
-        t["crb_rate"], t["arrival_rate"], t["delay_weight"],
-        t["payment_weight"] * t["price_crb"], crbs_left,
-    )  # fmt: skip
-    rrbs, radio_delay = best_block_count(
-        t["rrb_rate"], t["arrival_rate"], t["delay_weight"],
-        t["payment_weight"] * t["price_rrb"], rrbs_left,
-    )  # fmt: skip
-    delay = service_delay(t["device_delay"], radio_delay, server_delay, t["result_delay"])
-    payment = crbs * t["price_crb"] + rrbs * t["price_rrb"]
-    utility = device_utility(
-        t["reward"], t["delay_weight"], t["payment_weight"], t["arrival_rate"], delay, payment
+        terms.crb, weight * price_crb, jnp.broadcast_to(crbs_left, shape)[:, :, None]
     )
-    feasible = jnp.isfinite(delay)
+    rrbs, radio_delay = best_block_count(
+        terms.rrb, weight * price_rrb, jnp.broadcast_to(rrbs_left, shape)[:, :, None]
+    )
+    utility, delay = _options(
+        scenario, terms.device_delay, server_delay, radio_delay, crbs * price_crb + rrbs * price_rrb
+    )
+    feasible = utility > -jnp.inf
     return OffloadOptions(
-        utility=jnp.where(feasible, utility, -jnp.inf),
+        utility=utility,
         crbs=jnp.where(feasible, crbs, 0),
         rrbs=jnp.where(feasible, rrbs, 0),
         delay=delay,
@@ -150,30 +205,37 @@ def offload_options_exact(scenario: Scenario, price_crb, price_rrb, crbs_left, r
 
 
 def offload_options_exhaustive(
-    scenario: Scenario, price_crb, price_rrb, crbs_left, rrbs_left, crb_grid: int, rrb_grid: int
+    scenario: Scenario,
+    price_crb,
+    price_rrb,
+    crbs_left,
+    rrbs_left,
+    crb_grid: int,
+    rrb_grid: int,
+    terms: OffloadTerms | None = None,
 ):
     """Best (y, z) for every (device, server, split) by evaluating every y <= crb_grid
     and z <= rrb_grid (static grid sizes, at least the largest server capacity)."""
-    t = {k: v[..., None, None] for k, v in _offload_terms(scenario, price_crb, price_rrb).items()}
-    dtype = t["crb_rate"].dtype
+    terms = offload_terms(scenario) if terms is None else terms
+    grid = lambda x: x[..., None, None]  # noqa: E731
+    dtype = terms.crb.rate.dtype
     crbs = jnp.arange(1, crb_grid + 1, dtype=dtype)[:, None]  # (Y, 1)
     rrbs = jnp.arange(1, rrb_grid + 1, dtype=dtype)[None, :]  # (1, Z)
-    server_delay = sojourn_time(crbs * t["crb_rate"], t["arrival_rate"])  # eq. (8)
-    radio_delay = sojourn_time(rrbs * t["rrb_rate"], t["arrival_rate"])  # eq. (7)
-    delay = service_delay(t["device_delay"], radio_delay, server_delay, t["result_delay"])
-    payment = crbs * t["price_crb"] + rrbs * t["price_rrb"]
-    utility = device_utility(
-        t["reward"], t["delay_weight"], t["payment_weight"], t["arrival_rate"], delay, payment
+    server_delay = sojourn_time(
+        crbs * grid(terms.crb.rate), grid(terms.crb.arrival_rate)
+    )  # eq. (8)
+    radio_delay = sojourn_time(rrbs * grid(terms.rrb.rate), grid(terms.rrb.arrival_rate))  # eq. (7)
+    payment = crbs * grid(price_crb[None, :, None]) + rrbs * grid(price_rrb[None, :, None])
+    utility, delay = _options(
+        scenario, terms.device_delay, server_delay, radio_delay, payment
     )  # (M, S, A, Y, Z)
     shape = scenario.rate_per_rrb.shape
     crbs_left = jnp.broadcast_to(crbs_left, shape)[:, :, None, None, None]
     rrbs_left = jnp.broadcast_to(rrbs_left, shape)[:, :, None, None, None]
-    feasible = (crbs <= crbs_left) & (rrbs <= rrbs_left) & jnp.isfinite(delay)
-    utility = jnp.where(feasible, utility, -jnp.inf)
+    utility = jnp.where((crbs <= crbs_left) & (rrbs <= rrbs_left), utility, -jnp.inf)
 
     flat = utility.reshape(*utility.shape[:3], -1)
-    best = jnp.argmax(flat, axis=-1)  # first maximum: fewest CRBs, then fewest RRBs
-    best_utility = jnp.max(flat, axis=-1)
+    best, best_utility = first_maximum(flat)  # fewest CRBs, then fewest RRBs
     found = best_utility > -jnp.inf
     best_delay = jnp.take_along_axis(
         jnp.broadcast_to(delay, utility.shape).reshape(flat.shape), best[..., None], axis=-1
@@ -184,6 +246,23 @@ def offload_options_exhaustive(
         rrbs=jnp.where(found, best % rrb_grid + 1, 0).astype(jnp.int32),
         delay=jnp.where(found, best_delay, jnp.inf),
     )
+
+
+def first_maximum(values):
+    """(index, value) of the first maximum along the last axis, as ``jnp.argmax`` and
+    ``jnp.max`` for values without NaN.
+
+    XLA:CPU runs argmax's (value, index) reduction an element at a time; a max and a
+    min over indices vectorise (argmax took a third of a Fig. 3 solve). The values are
+    materialised first: XLA could otherwise recompute them inside each reduction, with
+    rounding that differs between the two (a fused multiply-add in one of them), and
+    then no value would equal the maximum.
+    """
+    values = jax.lax.optimization_barrier(values)
+    best = jnp.max(values, axis=-1)
+    positions = jnp.arange(values.shape[-1], dtype=jnp.int32)
+    index = jnp.min(jnp.where(values == best[..., None], positions, values.shape[-1]), axis=-1)
+    return index, best
 
 
 def choice_utility(scenario: Scenario, choice: Choice, price_crb, price_rrb):
@@ -225,8 +304,7 @@ def choose(scenario: Scenario, options: Options, offload: OffloadOptions) -> Cho
 
     offload_utility = jnp.where(options.offload, offload.utility, -jnp.inf)
     flat = offload_utility.reshape(offload_utility.shape[0], -1)
-    best = jnp.argmax(flat, axis=1)
-    best_offload = jnp.max(flat, axis=1)
+    best, best_offload = first_maximum(flat)
     pick = lambda x: jnp.take_along_axis(x.reshape(flat.shape), best[:, None], axis=1)[:, 0]  # noqa: E731
 
     goes_local = local_utility >= best_offload  # ties go local: it uses no server

@@ -46,6 +46,7 @@ from edgesplit.best_response import (
     local_option,
     offload_options_exact,
     offload_options_exhaustive,
+    offload_terms,
 )
 from edgesplit.config import GameSettings
 from edgesplit.scenario import Scenario, Servers
@@ -94,9 +95,13 @@ def market(
     scenario: Scenario, options: Options, settings: GameSettings, price_crb, price_rrb
 ) -> Choice:
     """The devices' choices at these prices, capacities enforced."""
+    # Price-free terms outside the admission loop; under a vmap over the prices tried
+    # they stay unbatched, so one computation serves every try of a round.
+    terms = offload_terms(scenario)
+    kernel = offload_options(settings)
 
     def respond(crbs_left, rrbs_left):
-        offload = offload_options(settings)(scenario, price_crb, price_rrb, crbs_left, rrbs_left)
+        offload = kernel(scenario, price_crb, price_rrb, crbs_left, rrbs_left, terms=terms)
         return choose(scenario, options, offload)
 
     return respond_with_admission(scenario, price_crb, price_rrb, respond)
@@ -322,12 +327,13 @@ def _first_sale(scenario: Scenario, options: Options, settings: GameSettings):
     local, _ = local_option(scenario, options)
     outside = jnp.maximum(local, 0.0)[:, None]
     kernel = offload_options(settings)
+    terms = offload_terms(scenario)
     crbs = jnp.where(servers.active, servers.crbs, 0)
     rrbs = jnp.where(servers.active, servers.rrbs, 0)
 
     def someone_buys(k):
         price_crb, price_rrb = prices_at(servers, jnp.stack([k, k], -1))
-        offload = kernel(scenario, price_crb, price_rrb, crbs, rrbs)
+        offload = kernel(scenario, price_crb, price_rrb, crbs, rrbs, terms=terms)
         best = jnp.max(jnp.where(options.offload, offload.utility, -jnp.inf), axis=2)  # (M, S)
         return jnp.any(best > outside, axis=0)
 

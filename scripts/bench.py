@@ -1,0 +1,544 @@
+"""The benchmark suite: edgesplit's performance targets, measured on this machine.
+
+    python scripts/bench.py [--device cpu|gpu] [--only PART ...]
+
+Every ratio is measured side by side in one process on the same scenarios. Parts:
+
+  fig3        the full Fig. 3 sweep (40,000 solves) through the CLI, compilation
+              included, with its peak resident memory (target: under 30 s)
+  baselines   JAX against a NumPy implementation vectorised across the MDs of one
+              scenario (scripts/numpy_baseline.py, target 50x) and the plain-Python
+              reference (tests/reference.py, target 10,000x), same answers asserted
+  memory      peak resident memory of a 100,000-topology sweep streaming to its store
+              (target: under 1.5 GiB)
+  compile     one compilation per sweep: compile seconds and the jit cache size after
+              several chunks (also asserted in tests/test_sweep.py)
+  scaling     solves per second against MDs (10-500), ESs (2-32) and split points
+  exhaustive  the exhaustive best response against the exact one
+  precision   float32 against float64: speed and the largest outcome differences
+  arithmetic  floating-point operations per solve and the fraction of this machine's
+              measured peak they reach
+  million     (GPU) a million Fig. 3 solves (target: under a minute on one H100)
+
+Writes results/bench/bench-DEVICE.json and .md. Fig. 3 solves below are 20 MDs, 2 ESs,
+λ = 10 tasks/s, proposed scheme, float64, unless a part says otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PARTS = (
+    "fig3",
+    "baselines",
+    "memory",
+    "compile",
+    "scaling",
+    "exhaustive",
+    "precision",
+    "arithmetic",
+    "million",
+)
+
+
+def arguments():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
+    parser.add_argument("--only", nargs="+", choices=PARTS, help="run only these parts")
+    return parser.parse_args()
+
+
+ARGS = arguments()
+# The platform must be chosen before JAX starts; the CLI runs below inherit it.
+os.environ["JAX_PLATFORMS"] = "cuda" if ARGS.device == "gpu" else "cpu"
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+jax.config.update("jax_enable_x64", True)
+sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "scripts")]
+
+import numpy_baseline  # noqa: E402
+from bench_scaling import cpu_model  # noqa: E402
+
+import reference  # noqa: E402
+from edgesplit.config import GameSettings, Setup  # noqa: E402
+from edgesplit.price_game import market, start  # noqa: E402
+from edgesplit.schemes import Scheme, scheme_options  # noqa: E402
+from edgesplit.solve import solve_batch  # noqa: E402
+from edgesplit.sweep import chunk_solver  # noqa: E402
+from edgesplit.sweep_file import read_sweep  # noqa: E402
+from edgesplit.topology import sample_topology  # noqa: E402
+
+FIG3 = Setup().replace(mean_arrival_rate=10.0)
+GIB = 2**30
+
+
+def solver(setup: Setup, scheme=Scheme.PROPOSED, settings=GameSettings(), dtype=jnp.float64):
+    """A jitted (first topology index, count-shaped array) -> (topologies, solutions, rounds
+    played after the skipped opening rounds), the batch solved as sweeps solve it."""
+
+    @jax.jit
+    def run(first, count_like):
+        indices = first + jnp.arange(count_like.shape[0])
+        topologies = jax.vmap(
+            lambda i: sample_topology(
+                jax.random.fold_in(jax.random.key(0), i),
+                setup,
+                setup.num_devices,
+                setup.num_servers,
+                jnp.float64,
+            )
+        )(indices)
+        scenarios = jax.tree.map(
+            lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x,
+            topologies.scenario,
+        )
+        solutions = solve_batch(scenarios, scheme, settings)
+        options = jax.vmap(lambda sc: scheme_options(sc, jnp.int32(scheme)))(scenarios)
+        skipped = jax.vmap(lambda sc, op: start(sc, op, settings).rounds)(scenarios, options)
+        return topologies, solutions, solutions.rounds - skipped
+
+    return run
+
+
+def timed(run, count: int):
+    """(seconds with compilation, seconds again on new topologies of the same shapes,
+    the second call's results)."""
+    shape = jnp.zeros(count)
+    begin = time.perf_counter()
+    jax.block_until_ready(run(0, shape))
+    first = time.perf_counter() - begin
+    begin = time.perf_counter()
+    results = jax.block_until_ready(run(count, shape))
+    return first, time.perf_counter() - begin, results
+
+
+def cli(*arguments) -> tuple[float, float]:
+    """Run ``edgesplit ARGUMENTS``: (wall seconds, peak resident memory in GiB)."""
+    begin = time.perf_counter()
+    process = subprocess.Popen([sys.executable, "-m", "edgesplit", *arguments], cwd=ROOT)
+    _, status, usage = os.wait4(process.pid, 0)
+    if status != 0:
+        raise SystemExit(f"edgesplit {' '.join(arguments)} failed ({status})")
+    return time.perf_counter() - begin, usage.ru_maxrss * 1024 / GIB  # ru_maxrss: KiB
+
+
+def fig3(out: dict, scratch: Path) -> None:
+    seconds, peak = cli("run", "sweeps/fig3.toml", "--out", str(scratch / "fig3.zarr"), "--quiet")
+    out["fig3"] = {
+        "solves": 40_000,
+        "seconds": seconds,
+        "solves_per_s": 40_000 / seconds,
+        "peak_rss_gib": peak,
+    }
+    print(
+        f"fig3: 40,000 solves in {seconds:.1f} s with compilation ({40_000 / seconds:.0f}/s), "
+        f"peak RSS {peak:.2f} GiB"
+    )
+
+
+def unbatched(tree, index: int):
+    return jax.tree.map(lambda x: np.asarray(x)[index], tree)
+
+
+def baselines(out: dict, count: int = 1000, numpy_games: int = 8, python_games: int = 2) -> None:
+    _, steady, (topologies, solutions, played) = timed(solver(FIG3), count)
+    jax_rate = count / steady
+    # NumPy plays every round; the engine skips the opening rounds where nobody buys.
+    plain = GameSettings().replace(fast_forward=False)
+    _, steady_plain, (_, same, _) = timed(solver(FIG3, settings=plain), count)
+    for field in ("rounds", "status", "price_crb"):
+        np.testing.assert_array_equal(getattr(same, field), getattr(solutions, field))
+
+    problems = [
+        numpy_baseline.as_problem(unbatched(topologies, i), FIG3) for i in range(numpy_games)
+    ]
+    begin = time.perf_counter()
+    for i, problem in enumerate(problems):
+        steps, rounds, status = numpy_baseline.play(problem, reference.PROPOSED)
+        numpy_baseline.final_market(problem, steps, reference.PROPOSED)
+        assert (rounds, status) == (int(solutions.rounds[i]), int(solutions.status[i])), i
+        prices = reference.prices_at(problem, steps)[0]
+        np.testing.assert_allclose(prices, solutions.price_crb[i], rtol=0, atol=1e-12)
+    numpy_rate = numpy_games / (time.perf_counter() - begin)
+
+    # A Fig. 3 solve takes hours in plain Python: time one best-response pass over every
+    # device and multiply by the passes the solve needs at the least (one per market,
+    # rounds x (2S + 1)), a lower bound on its time.
+    lower_bounds = []
+    for i, problem in enumerate(problems[:python_games]):
+        price = [float(solutions.price_crb[i][0])] * FIG3.num_servers
+        crbs = [s["crbs"] for s in problem["servers"]]
+        rrbs = [s["rrbs"] for s in problem["servers"]]
+        begin = time.perf_counter()
+        for m in range(FIG3.num_devices):
+            reference.best_response(problem, m, price, price, crbs, rrbs, reference.PROPOSED)
+        passes = int(solutions.rounds[i]) * (2 * FIG3.num_servers + 1)
+        lower_bounds.append((time.perf_counter() - begin) * passes)
+    python_rate = 1 / np.mean(lower_bounds)
+
+    # Measured directly where Python finishes: 4 MDs, 6 CRBs, 16 RRBs, Δ = 0.1.
+    small = FIG3.replace(num_devices=4, crbs=6, rrbs=16, max_price=2.0, price_step=0.1)
+    _, small_steady, (small_topologies, small_solutions, _) = timed(solver(small), 200)
+    begin = time.perf_counter()
+    for i in range(3):
+        problem = numpy_baseline.as_problem(unbatched(small_topologies, i), small)
+        _, rounds, status = reference.play(problem, reference.PROPOSED)
+        assert (rounds, status) == (int(small_solutions.rounds[i]), int(small_solutions.status[i]))
+    small_python = 3 / (time.perf_counter() - begin)
+
+    out["baselines"] = {
+        "games": count,
+        "jax_solves_per_s": jax_rate,
+        "jax_no_fast_forward_solves_per_s": count / steady_plain,
+        "numpy_games": numpy_games,
+        "numpy_solves_per_s": numpy_rate,
+        "vs_numpy": jax_rate / numpy_rate,
+        "vs_numpy_no_fast_forward": count / steady_plain / numpy_rate,
+        "python_games": python_games,
+        "python_solves_per_s_at_most": python_rate,
+        "vs_python_at_least": jax_rate / python_rate,
+        "reduced_jax_solves_per_s": 200 / small_steady,
+        "reduced_python_solves_per_s": small_python,
+        "vs_python_reduced": 200 / small_steady / small_python,
+        "rounds_mean": float(np.mean(solutions.rounds)),
+        "played_rounds_mean": float(np.mean(played)),
+        "converged": float(np.mean(solutions.converged)),
+    }
+    b = out["baselines"]
+    print(
+        f"baselines: JAX {jax_rate:.0f} solves/s ({b['jax_no_fast_forward_solves_per_s']:.0f} "
+        f"without the fast-forward); NumPy {numpy_rate:.2f}/s: {b['vs_numpy']:.0f}x "
+        f"({b['vs_numpy_no_fast_forward']:.0f}x); Python <= {python_rate:.1e}/s: "
+        f">= {b['vs_python_at_least']:,.0f}x; reduced instance {b['vs_python_reduced']:,.0f}x"
+    )
+
+
+def memory(out: dict, scratch: Path, topologies: int = 100_000) -> None:
+    # The heuristic's games are the shortest; the chunk program is the same for every
+    # scheme (the scheme is an argument, not a constant), so its memory is too.
+    sweep = scratch / "memory.toml"
+    sweep.write_text(
+        'name = "memory"\nschemes = ["heuristic"]\n'
+        f"topologies = {topologies}\nseed = 5\nchunk = 1000\n"
+        "[setup]\nmean_arrival_rate = 10\n"
+    )
+    store = scratch / "memory.zarr"
+    _, small_peak = cli(
+        "run", str(sweep), "--out", str(store) + "1k", "--quiet", "--topologies", "1000"
+    )
+    seconds, peak = cli("run", str(sweep), "--out", str(store), "--quiet")
+    out["memory"] = {
+        "topologies": topologies,
+        "chunk": 1000,
+        "seconds": seconds,
+        "peak_rss_gib": peak,
+        "peak_rss_gib_1000_topologies": small_peak,
+    }
+    print(
+        f"memory: {topologies:,} topologies in {seconds:.0f} s, peak RSS {peak:.2f} GiB "
+        f"(1,000 topologies: {small_peak:.2f} GiB)"
+    )
+
+
+def compile_once(out: dict) -> None:
+    sweep = read_sweep(ROOT / "sweeps/fig3.toml")
+    chunks = chunk_solver(sweep)
+    begin = time.perf_counter()
+    jax.block_until_ready(chunks(0))
+    first = time.perf_counter() - begin
+    times = []
+    for start_index in (sweep.chunk, 2 * sweep.chunk):
+        begin = time.perf_counter()
+        jax.block_until_ready(chunks(start_index))
+        times.append(time.perf_counter() - begin)
+    compiled = chunks.run._cache_size()
+    assert compiled == 1, compiled
+    out["compile"] = {
+        "first_chunk_s": first,
+        "later_chunk_s": float(np.mean(times)),
+        "compile_s": first - float(np.mean(times)),
+        "cache_size": compiled,
+    }
+    print(
+        f"compile: Fig. 3 chunk {first:.1f} s first, {np.mean(times):.1f} s after: about "
+        f"{first - np.mean(times):.0f} s compiling, once ({compiled} program for 3 chunks)"
+    )
+
+
+def scaling(out: dict, games: int = 64) -> None:
+    cases = [("devices", m, FIG3.replace(num_devices=m)) for m in (10, 20, 50, 100, 200, 500)]
+    cases += [("servers", s, FIG3.replace(num_servers=s)) for s in (2, 4, 8, 16, 32)]
+    cases += [
+        ("model", name, FIG3.replace(models=(name,))) for name in ("face", "asr", "alexnet", "vgg")
+    ]
+    rows = []
+    for axis, value, setup in cases:
+        _, steady, (topologies, _, played) = timed(solver(setup), games)
+        splits = topologies.scenario.devices.device_cycles.shape[-1]
+        m, s = setup.num_devices, setup.num_servers
+        rounds = float(np.sum(played))
+        # Work per round in the model: 2S + 1 markets of M x S x A offload options.
+        elements = rounds * (2 * s + 1) * m * s * splits
+        rows.append(
+            {
+                "axis": axis,
+                "value": value,
+                "devices": m,
+                "servers": s,
+                "splits": splits,
+                "solves_per_s": games / steady,
+                "played_rounds_mean": rounds / games,
+                "ns_per_option": steady / elements * 1e9 if elements else None,
+            }
+        )
+        print(
+            f"scaling: {axis} = {value}: {games / steady:.1f} solves/s, "
+            f"{rounds / games:.1f} rounds, {rows[-1]['ns_per_option'] or 0:.2f} ns per option"
+        )
+    out["scaling"] = {"games": games, "rows": rows}
+
+
+def exhaustive(out: dict, games: int = 200) -> None:
+    # Smaller capacities keep the exhaustive (y, z) grid within memory.
+    setup = FIG3.replace(crbs=8, rrbs=16)
+    grids = GameSettings().replace(best_response="exhaustive", crb_grid=8, rrb_grid=16)
+    _, exact_s, (_, exact, _) = timed(solver(setup), games)
+    _, grid_s, (_, grid, _) = timed(solver(setup, settings=grids), games)
+    same = all(
+        np.array_equal(getattr(exact, f), getattr(grid, f))
+        for f in ("rounds", "status", "price_crb")
+    ) and np.array_equal(exact.devices.crbs, grid.devices.crbs)
+    out["exhaustive"] = {
+        "games": games,
+        "crbs": 8,
+        "rrbs": 16,
+        "exact_solves_per_s": games / exact_s,
+        "exhaustive_solves_per_s": games / grid_s,
+        "speedup": grid_s / exact_s,
+        "same_outcomes": bool(same),
+    }
+    print(
+        f"exhaustive: exact {games / exact_s:.0f}/s, exhaustive {games / grid_s:.1f}/s "
+        f"({grid_s / exact_s:.0f}x slower), same outcomes: {same}"
+    )
+
+
+def precision(out: dict, count: int = 1000) -> None:
+    _, double_s, (_, double, _) = timed(solver(FIG3), count)
+    _, single_s, (_, single, _) = timed(solver(FIG3, dtype=jnp.float32), count)
+    same_game = (np.asarray(double.rounds) == single.rounds) & (
+        np.asarray(double.status) == single.status
+    )
+    same_choice = np.all(
+        np.asarray(double.devices.server) == single.devices.server, axis=1
+    ) & np.all(np.asarray(double.devices.crbs) == single.devices.crbs, axis=1)
+    mean_utility = lambda s: np.mean(np.asarray(s.devices.utility, np.float64), axis=1)  # noqa: E731
+    out["precision"] = {
+        "games": count,
+        "float64_solves_per_s": count / double_s,
+        "float32_solves_per_s": count / single_s,
+        "speedup": double_s / single_s,
+        "same_rounds_and_status": float(np.mean(same_game)),
+        "same_choices": float(np.mean(same_choice)),
+        "largest_price_difference": float(np.max(np.abs(double.price_crb - single.price_crb))),
+        "largest_mean_md_utility_difference": float(
+            np.max(np.abs(mean_utility(double) - mean_utility(single)))
+        ),
+        "mean_md_utility_difference_of_means": float(
+            np.mean(mean_utility(double)) - np.mean(mean_utility(single))
+        ),
+    }
+    p = out["precision"]
+    print(
+        f"precision: float32 {p['speedup']:.2f}x float64's speed; same games "
+        f"{p['same_rounds_and_status']:.1%}, same choices {p['same_choices']:.1%}, "
+        f"price differs by up to {p['largest_price_difference']:.3g}"
+    )
+
+
+def arithmetic(out: dict) -> None:
+    """Operations XLA counts in one market evaluation (one admission pass: its loop body
+    is counted once), times the markets a solve evaluates at the least."""
+    topology = sample_topology(jax.random.key(0), FIG3, FIG3.num_devices, FIG3.num_servers)
+    scenario = topology.scenario
+    options = scheme_options(scenario, jnp.int32(Scheme.PROPOSED))
+    prices = scenario.servers.max_price / 2
+    cost = (
+        jax.jit(lambda sc, op, p: market(sc, op, GameSettings(), p, p))
+        .lower(scenario, options, prices)
+        .compile()
+        .cost_analysis()
+    )
+    cost = cost[0] if isinstance(cost, list) else cost
+    per_market = cost["flops"] + cost.get("transcendentals", 0.0)
+    rate = out.get("baselines", {}).get("jax_solves_per_s")
+    played = out.get("baselines", {}).get("played_rounds_mean")
+    if rate is None:
+        raise SystemExit("arithmetic needs the baselines part (run both)")
+    s = FIG3.num_servers
+    # Played rounds, then the settling market and the certificate's 2S + 1.
+    markets = played * (2 * s + 1) + 2 * s + 2
+    achieved = per_market * markets * rate
+
+    n = 2048
+    a = jax.random.normal(jax.random.key(1), (n, n), jnp.float64)
+    matmul = jax.jit(lambda x: x @ x)
+    jax.block_until_ready(matmul(a))
+    begin = time.perf_counter()
+    for _ in range(5):
+        jax.block_until_ready(matmul(a))
+    peak = 5 * 2 * n**3 / (time.perf_counter() - begin)
+    out["arithmetic"] = {
+        "flops_per_market": per_market,
+        "markets_per_solve": markets,
+        "flops_per_solve": per_market * markets,
+        "achieved_flops_per_s": achieved,
+        "peak_flops_per_s_float64_matmul": peak,
+        "fraction_of_peak": achieved / peak,
+    }
+    print(
+        f"arithmetic: {per_market:,.0f} flops a market x {markets:.0f} markets = "
+        f"{per_market * markets:.2e} a solve; {achieved / 1e9:.2f} GFLOP/s of a measured "
+        f"{peak / 1e9:.1f} (float64 matmul): {achieved / peak:.1%} of peak"
+    )
+
+
+def million(out: dict, total: int = 1_000_000, batch: int = 100_000) -> None:
+    run = solver(FIG3)
+    shape = jnp.zeros(batch)
+    jax.block_until_ready(run(0, shape))  # compile
+    begin = time.perf_counter()
+    for first in range(0, total, batch):
+        jax.block_until_ready(run(first, shape)[1].rounds)
+    seconds = time.perf_counter() - begin
+    out["million"] = {"solves": total, "batch": batch, "seconds": seconds}
+    print(f"million: {total:,} solves in {seconds:.1f} s after compilation")
+
+
+def markdown(out: dict) -> str:
+    b, lines = out.get("baselines", {}), [f"# Benchmarks: {out['machine']}", ""]
+    lines += [
+        f"`python scripts/bench.py --device {out['device']}`, {out['date']}, "
+        f"edgesplit {out['commit']}. Ratios measured side by side in one process.",
+        "",
+    ]
+    lines += ["| target | wanted | measured | met |", "|---|---|---|---|"]
+    targets = []
+    if "fig3" in out:
+        targets.append(
+            (
+                "Fig. 3 sweep, 40,000 solves, compile included",
+                "< 30 s",
+                f"{out['fig3']['seconds']:.1f} s",
+                out["fig3"]["seconds"] < 30,
+            )
+        )
+    if b:
+        targets.append(
+            (
+                "solves/s vs plain Python",
+                ">= 10,000x",
+                f">= {b['vs_python_at_least']:,.0f}x",
+                b["vs_python_at_least"] >= 1e4,
+            )
+        )
+        targets.append(
+            (
+                "solves/s vs NumPy (vectorised over MDs)",
+                ">= 50x",
+                f"{b['vs_numpy']:.0f}x ({b['vs_numpy_no_fast_forward']:.0f}x without "
+                "the fast-forward)",
+                b["vs_numpy"] >= 50,
+            )
+        )
+    if "memory" in out:
+        m = out["memory"]
+        targets.append(
+            (
+                f"peak RSS, {m['topologies']:,}-topology sweep",
+                "< 1.5 GiB",
+                f"{m['peak_rss_gib']:.2f} GiB",
+                m["peak_rss_gib"] < 1.5,
+            )
+        )
+    if "compile" in out:
+        targets.append(
+            (
+                "compilations per sweep",
+                "1",
+                str(out["compile"]["cache_size"]),
+                out["compile"]["cache_size"] == 1,
+            )
+        )
+    if "million" in out:
+        targets.append(
+            (
+                "a million Fig. 3 solves",
+                "< 60 s",
+                f"{out['million']['seconds']:.1f} s",
+                out["million"]["seconds"] < 60,
+            )
+        )
+    lines += [f"| {t} | {w} | {m} | {'yes' if ok else 'no'} |" for t, w, m, ok in targets]
+    if "scaling" in out:
+        lines += [
+            "",
+            "Scaling (Fig. 3 setup, one parameter changed; "
+            f"{out['scaling']['games']} games each; ns per option = seconds over "
+            "played rounds x (2S + 1) x M x S x A):",
+            "",
+            "| changed | MDs | ESs | split points | solves/s | rounds played | ns per option |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for r in out["scaling"]["rows"]:
+            lines.append(
+                f"| {r['axis']} = {r['value']} | {r['devices']} | {r['servers']} | "
+                f"{r['splits']} | {r['solves_per_s']:.1f} | {r['played_rounds_mean']:.1f} | "
+                f"{r['ns_per_option'] or 0:.2f} |"
+            )
+    lines += ["", "All figures:", "", "```json", json.dumps(out, indent=1), "```", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parts = ARGS.only or [p for p in PARTS if p != "million" or ARGS.device == "gpu"]
+    if ARGS.device == "gpu" and jax.devices()[0].platform != "gpu":
+        raise SystemExit("--device gpu: JAX finds no GPU on this machine")
+    device = jax.devices()[0]
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True, capture_output=True
+    ).stdout.strip()
+    out = {
+        "device": ARGS.device,
+        "machine": f"{cpu_model() if ARGS.device == 'cpu' else device.device_kind}, "
+        f"{os.cpu_count()} CPUs",
+        "date": time.strftime("%Y-%m-%d"),
+        "commit": commit,
+        "jax": jax.__version__,
+    }
+    with tempfile.TemporaryDirectory() as scratch:
+        for part in parts:
+            if part in ("fig3", "memory"):
+                globals()[part](out, Path(scratch))
+            else:
+                {"compile": compile_once}.get(part, globals().get(part))(out)
+    target = ROOT / "results" / "bench"
+    target.mkdir(parents=True, exist_ok=True)
+    (target / f"bench-{ARGS.device}.json").write_text(json.dumps(out, indent=1) + "\n")
+    (target / f"bench-{ARGS.device}.md").write_text(markdown(out))
+    print(f"written: {target / f'bench-{ARGS.device}'}.json and .md")
+
+
+if __name__ == "__main__":
+    main()
