@@ -83,12 +83,13 @@ FIG3 = Setup().replace(mean_arrival_rate=10.0)
 GIB = 2**30
 
 
-def solver(setup: Setup, scheme=Scheme.PROPOSED, settings=GameSettings(), dtype=jnp.float64):
-    """A jitted (first topology index, count-shaped array) -> (topologies, solutions, rounds
-    played after the skipped opening rounds), the batch solved as sweeps solve it."""
+def solver(setup: Setup, settings=GameSettings(), dtype=jnp.float64):
+    """A jitted (first topology index, count-shaped array, scheme) -> (topologies,
+    solutions, rounds played after the skipped opening rounds), the batch solved as
+    sweeps solve it (topologies drawn in float64, then cast to ``dtype``)."""
 
     @jax.jit
-    def run(first, count_like):
+    def run(first, count_like, scheme):
         indices = first + jnp.arange(count_like.shape[0])
         topologies = jax.vmap(
             lambda i: sample_topology(
@@ -104,23 +105,29 @@ def solver(setup: Setup, scheme=Scheme.PROPOSED, settings=GameSettings(), dtype=
             topologies.scenario,
         )
         solutions = solve_batch(scenarios, scheme, settings)
-        options = jax.vmap(lambda sc: scheme_options(sc, jnp.int32(scheme)))(scenarios)
+        options = jax.vmap(lambda sc: scheme_options(sc, scheme))(scenarios)
         skipped = jax.vmap(lambda sc, op: start(sc, op, settings).rounds)(scenarios, options)
         return topologies, solutions, solutions.rounds - skipped
 
     return run
 
 
-def timed(run, count: int):
+def timed(run, count: int, scheme=Scheme.PROPOSED):
     """(seconds with compilation, seconds again on new topologies of the same shapes,
     the second call's results)."""
-    shape = jnp.zeros(count)
+    shape, scheme = jnp.zeros(count), jnp.int32(scheme)
     begin = time.perf_counter()
-    jax.block_until_ready(run(0, shape))
+    jax.block_until_ready(run(0, shape, scheme))
     first = time.perf_counter() - begin
     begin = time.perf_counter()
-    results = jax.block_until_ready(run(count, shape))
+    results = jax.block_until_ready(run(count, shape, scheme))
     return first, time.perf_counter() - begin, results
+
+
+def say(out: dict, line: str) -> None:
+    """Print a part's result and keep it for the Markdown report."""
+    print(line, flush=True)
+    out.setdefault("lines", []).append(line)
 
 
 def cli(*arguments) -> tuple[float, float]:
@@ -141,9 +148,10 @@ def fig3(out: dict, scratch: Path) -> None:
         "solves_per_s": 40_000 / seconds,
         "peak_rss_gib": peak,
     }
-    print(
+    say(
+        out,
         f"fig3: 40,000 solves in {seconds:.1f} s with compilation ({40_000 / seconds:.0f}/s), "
-        f"peak RSS {peak:.2f} GiB"
+        f"peak RSS {peak:.2f} GiB",
     )
 
 
@@ -216,11 +224,12 @@ def baselines(out: dict, count: int = 1000, numpy_games: int = 8, python_games: 
         "converged": float(np.mean(solutions.converged)),
     }
     b = out["baselines"]
-    print(
+    say(
+        out,
         f"baselines: JAX {jax_rate:.0f} solves/s ({b['jax_no_fast_forward_solves_per_s']:.0f} "
         f"without the fast-forward); NumPy {numpy_rate:.2f}/s: {b['vs_numpy']:.0f}x "
         f"({b['vs_numpy_no_fast_forward']:.0f}x); Python <= {python_rate:.1e}/s: "
-        f">= {b['vs_python_at_least']:,.0f}x; reduced instance {b['vs_python_reduced']:,.0f}x"
+        f">= {b['vs_python_at_least']:,.0f}x; reduced instance {b['vs_python_reduced']:,.0f}x",
     )
 
 
@@ -245,9 +254,10 @@ def memory(out: dict, scratch: Path, topologies: int = 100_000) -> None:
         "peak_rss_gib": peak,
         "peak_rss_gib_1000_topologies": small_peak,
     }
-    print(
+    say(
+        out,
         f"memory: {topologies:,} topologies in {seconds:.0f} s, peak RSS {peak:.2f} GiB "
-        f"(1,000 topologies: {small_peak:.2f} GiB)"
+        f"(1,000 topologies: {small_peak:.2f} GiB)",
     )
 
 
@@ -270,9 +280,10 @@ def compile_once(out: dict) -> None:
         "compile_s": first - float(np.mean(times)),
         "cache_size": compiled,
     }
-    print(
+    say(
+        out,
         f"compile: Fig. 3 chunk {first:.1f} s first, {np.mean(times):.1f} s after: about "
-        f"{first - np.mean(times):.0f} s compiling, once ({compiled} program for 3 chunks)"
+        f"{first - np.mean(times):.0f} s compiling, once ({compiled} program for 3 chunks)",
     )
 
 
@@ -302,9 +313,10 @@ def scaling(out: dict, games: int = 64) -> None:
                 "ns_per_option": steady / elements * 1e9 if elements else None,
             }
         )
-        print(
+        say(
+            out,
             f"scaling: {axis} = {value}: {games / steady:.1f} solves/s, "
-            f"{rounds / games:.1f} rounds, {rows[-1]['ns_per_option'] or 0:.2f} ns per option"
+            f"{rounds / games:.1f} rounds, {rows[-1]['ns_per_option'] or 0:.2f} ns per option",
         )
     out["scaling"] = {"games": games, "rows": rows}
 
@@ -328,42 +340,55 @@ def exhaustive(out: dict, games: int = 200) -> None:
         "speedup": grid_s / exact_s,
         "same_outcomes": bool(same),
     }
-    print(
+    say(
+        out,
         f"exhaustive: exact {games / exact_s:.0f}/s, exhaustive {games / grid_s:.1f}/s "
-        f"({grid_s / exact_s:.0f}x slower), same outcomes: {same}"
+        f"({grid_s / exact_s:.0f}x slower), same outcomes: {same}",
     )
 
 
-def precision(out: dict, count: int = 1000) -> None:
-    _, double_s, (_, double, _) = timed(solver(FIG3), count)
-    _, single_s, (_, single, _) = timed(solver(FIG3, dtype=jnp.float32), count)
-    same_game = (np.asarray(double.rounds) == single.rounds) & (
-        np.asarray(double.status) == single.status
-    )
-    same_choice = np.all(
-        np.asarray(double.devices.server) == single.devices.server, axis=1
-    ) & np.all(np.asarray(double.devices.crbs) == single.devices.crbs, axis=1)
-    mean_utility = lambda s: np.mean(np.asarray(s.devices.utility, np.float64), axis=1)  # noqa: E731
+def precision(out: dict, games: int = 200, rates=(2.0, 6.0, 10.0, 14.0, 20.0)) -> None:
+    """The same topologies solved in float64 and in float32, at several Fig. 3 arrival
+    rates under every scheme that plays a game."""
+    seconds = {"float64": 0.0, "float32": 0.0}
+    same_game, same_choice, price_gap, utility_gap = [], [], 0.0, 0.0
+    for rate in rates:
+        setup = FIG3.replace(mean_arrival_rate=rate)
+        double_run, single_run = solver(setup), solver(setup, dtype=jnp.float32)
+        for scheme in (Scheme.PROPOSED, Scheme.EDGE_ONLY, Scheme.HEURISTIC):
+            _, double_s, (_, double, _) = timed(double_run, games, scheme)
+            _, single_s, (_, single, _) = timed(single_run, games, scheme)
+            seconds["float64"] += double_s
+            seconds["float32"] += single_s
+            same_game.append(
+                (np.asarray(double.rounds) == single.rounds)
+                & (np.asarray(double.status) == single.status)
+            )
+            same_choice.append(
+                np.all(np.asarray(double.devices.server) == single.devices.server, axis=1)
+                & np.all(np.asarray(double.devices.split) == single.devices.split, axis=1)
+                & np.all(np.asarray(double.devices.crbs) == single.devices.crbs, axis=1)
+                & np.all(np.asarray(double.devices.rrbs) == single.devices.rrbs, axis=1)
+            )
+            price_gap = max(price_gap, float(np.max(np.abs(double.price_crb - single.price_crb))))
+            mean = lambda s: np.mean(np.asarray(s.devices.utility, np.float64), axis=1)  # noqa: E731
+            utility_gap = max(utility_gap, float(np.max(np.abs(mean(double) - mean(single)))))
     out["precision"] = {
-        "games": count,
-        "float64_solves_per_s": count / double_s,
-        "float32_solves_per_s": count / single_s,
-        "speedup": double_s / single_s,
-        "same_rounds_and_status": float(np.mean(same_game)),
-        "same_choices": float(np.mean(same_choice)),
-        "largest_price_difference": float(np.max(np.abs(double.price_crb - single.price_crb))),
-        "largest_mean_md_utility_difference": float(
-            np.max(np.abs(mean_utility(double) - mean_utility(single)))
-        ),
-        "mean_md_utility_difference_of_means": float(
-            np.mean(mean_utility(double)) - np.mean(mean_utility(single))
-        ),
+        "games": games * len(rates) * 3,
+        "rates": list(rates),
+        "speedup": seconds["float64"] / seconds["float32"],
+        "same_rounds_and_status": float(np.mean(np.concatenate(same_game))),
+        "same_choices": float(np.mean(np.concatenate(same_choice))),
+        "largest_price_difference": price_gap,
+        "largest_mean_md_utility_difference": utility_gap,
     }
     p = out["precision"]
-    print(
-        f"precision: float32 {p['speedup']:.2f}x float64's speed; same games "
-        f"{p['same_rounds_and_status']:.1%}, same choices {p['same_choices']:.1%}, "
-        f"price differs by up to {p['largest_price_difference']:.3g}"
+    say(
+        out,
+        f"precision: float32 {p['speedup']:.2f}x float64's speed over {p['games']} games; "
+        f"same rounds and status {p['same_rounds_and_status']:.2%}, same choices "
+        f"{p['same_choices']:.2%}; prices differ by up to {price_gap:.3g}, mean MD utility "
+        f"by up to {utility_gap:.3g}",
     )
 
 
@@ -407,10 +432,11 @@ def arithmetic(out: dict) -> None:
         "peak_flops_per_s_float64_matmul": peak,
         "fraction_of_peak": achieved / peak,
     }
-    print(
+    say(
+        out,
         f"arithmetic: {per_market:,.0f} flops a market x {markets:.0f} markets = "
         f"{per_market * markets:.2e} a solve; {achieved / 1e9:.2f} GFLOP/s of a measured "
-        f"{peak / 1e9:.1f} (float64 matmul): {achieved / peak:.1%} of peak"
+        f"{peak / 1e9:.1f} (float64 matmul): {achieved / peak:.1%} of peak",
     )
 
 
@@ -420,10 +446,10 @@ def million(out: dict, total: int = 1_000_000, batch: int = 100_000) -> None:
     jax.block_until_ready(run(0, shape))  # compile
     begin = time.perf_counter()
     for first in range(0, total, batch):
-        jax.block_until_ready(run(first, shape)[1].rounds)
+        jax.block_until_ready(run(first, shape, jnp.int32(Scheme.PROPOSED))[1].rounds)
     seconds = time.perf_counter() - begin
     out["million"] = {"solves": total, "batch": batch, "seconds": seconds}
-    print(f"million: {total:,} solves in {seconds:.1f} s after compilation")
+    say(out, f"million: {total:,} solves in {seconds:.1f} s after compilation")
 
 
 def markdown(out: dict) -> str:
@@ -507,6 +533,7 @@ def markdown(out: dict) -> str:
                 f"{r['splits']} | {r['solves_per_s']:.1f} | {r['played_rounds_mean']:.1f} | "
                 f"{r['ns_per_option'] or 0:.2f} |"
             )
+    lines += ["", "Each part:", ""] + [f"- {line}" for line in out.get("lines", [])]
     lines += ["", "All figures:", "", "```json", json.dumps(out, indent=1), "```", ""]
     return "\n".join(lines)
 
