@@ -14,6 +14,7 @@ from edgesplit.best_response import (
     best_block_count,
     block_terms,
     choose,
+    first_maximum,
     offload_options_exact,
     offload_options_exhaustive,
 )
@@ -193,3 +194,12 @@ def test_schemes_restrict_the_options(rng, scheme):
         assert offloads.any() and np.all(np.asarray(got.server)[offloads] == strongest[offloads])
     else:
         assert offloads.any()
+
+
+def test_first_maximum_is_argmax_and_max(rng):
+    values = rng.integers(0, 4, (300, 30)).astype(np.float64)  # many ties
+    values[rng.random(values.shape) < 0.2] = -np.inf
+    values[:5] = -np.inf  # nothing feasible: index 0, as argmax
+    index, best = jax.jit(first_maximum)(values)
+    np.testing.assert_array_equal(index, np.argmax(values, axis=1))
+    np.testing.assert_array_equal(best, np.max(values, axis=1))

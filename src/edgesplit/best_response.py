@@ -58,7 +58,8 @@ class OffloadOptions:
 @dataclass(frozen=True)
 class BlockTerms:
     """What the best count of one kind of block needs that no price changes; arrays
-    broadcastable to (M, S, A). Computed once per game, used at every price tried."""
+    broadcastable to (M, S, A). Computed once per market, shared by its admission
+    passes and by every price tried in a round."""
 
     rate: jax.Array  # μ of one block (eq. 3 or 5), tasks/s
     arrival_rate: jax.Array  # λ
@@ -221,10 +222,9 @@ def offload_options_exhaustive(
     dtype = terms.crb.rate.dtype
     crbs = jnp.arange(1, crb_grid + 1, dtype=dtype)[:, None]  # (Y, 1)
     rrbs = jnp.arange(1, rrb_grid + 1, dtype=dtype)[None, :]  # (1, Z)
-    server_delay = sojourn_time(
-        crbs * grid(terms.crb.rate), grid(terms.crb.arrival_rate)
-    )  # eq. (8)
-    radio_delay = sojourn_time(rrbs * grid(terms.rrb.rate), grid(terms.rrb.arrival_rate))  # eq. (7)
+    # eqs. (8), (7)
+    server_delay = sojourn_time(crbs * grid(terms.crb.rate), grid(terms.crb.arrival_rate))
+    radio_delay = sojourn_time(rrbs * grid(terms.rrb.rate), grid(terms.rrb.arrival_rate))
     payment = crbs * grid(price_crb[None, :, None]) + rrbs * grid(price_rrb[None, :, None])
     utility, delay = _options(
         scenario, terms.device_delay, server_delay, radio_delay, payment
