@@ -252,17 +252,20 @@ def first_maximum(values):
     """(index, value) of the first maximum along the last axis, as ``jnp.argmax`` and
     ``jnp.max`` for values without NaN.
 
-    XLA:CPU runs argmax's (value, index) reduction an element at a time; a max and a
-    min over indices vectorise (argmax took a third of a Fig. 3 solve). The values are
-    materialised first: XLA could otherwise recompute them inside each reduction, with
-    rounding that differs between the two (a fused multiply-add in one of them), and
-    then no value would equal the maximum.
+    XLA:CPU runs argmax's (value, index) reduction an element at a time, and fuses the
+    whole best-response kernel into that scalar loop (a third of a Fig. 3 solve); a max
+    and a min over the indices that hold it both vectorise. XLA may still recompute
+    the values inside each of the two reductions, with rounding that can differ by an
+    ulp (a fused multiply-add in one of them), so where no value equals the maximum
+    exactly the first one within 1e-12 of it is taken.
     """
-    values = jax.lax.optimization_barrier(values)
-    best = jnp.max(values, axis=-1)
-    positions = jnp.arange(values.shape[-1], dtype=jnp.int32)
-    index = jnp.min(jnp.where(values == best[..., None], positions, values.shape[-1]), axis=-1)
-    return index, best
+    count = values.shape[-1]
+    best = jnp.max(values, axis=-1, keepdims=True)
+    positions = jnp.arange(count, dtype=jnp.int32)
+    exact = jnp.min(jnp.where(values == best, positions, count), axis=-1)
+    slack = 1e-12 * jnp.maximum(jnp.abs(best), 1.0)
+    near = jnp.min(jnp.where(values >= best - slack, positions, count - 1), axis=-1)
+    return jnp.where(exact < count, exact, near), best[..., 0]
 
 
 def choice_utility(scenario: Scenario, choice: Choice, price_crb, price_rrb):
