@@ -9,7 +9,8 @@ import pytest
 
 import reference
 from conftest import random_problem
-from edgesplit.best_response import IDLE
+from edgesplit.admission import respond_with_admission
+from edgesplit.best_response import IDLE, Choice
 from edgesplit.certificate import device_gains, server_gains
 from edgesplit.config import GameSettings
 from edgesplit.price_game import Status, market, prices_at
@@ -305,3 +306,25 @@ def test_fast_forward_is_exact(rng):
         assert np.any(skipped > 0)
     # On the Fig. 3 setup most of the game is the opening descent.
     assert skipped.max() > 50
+
+
+def test_a_request_that_never_fits_cannot_hang_the_market(rng):
+    """Admission ends within M passes even when a request breaks the kernel's contract
+    (asks for more than is left, so it is never admitted): those devices stay idle."""
+    scenario = parse_scenario(random_problem(rng, 4, 2)).scenario
+    count = scenario.devices.num_devices
+    price = jnp.ones(scenario.servers.num_servers)
+
+    def asks_too_much(crbs_left, rrbs_left):
+        return Choice(
+            server=jnp.zeros(count, jnp.int32),
+            split=jnp.zeros(count, jnp.int32),
+            crbs=jnp.full(count, crbs_left[0] + 1, jnp.int32),
+            rrbs=jnp.ones(count, jnp.int32),
+            utility=jnp.ones(count),
+            delay=jnp.ones(count),
+        )
+
+    choice = jax.jit(lambda: respond_with_admission(scenario, price, price, asks_too_much))()
+    np.testing.assert_array_equal(choice.server, IDLE)
+    np.testing.assert_array_equal(choice.crbs, 0)

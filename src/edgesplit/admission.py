@@ -8,7 +8,11 @@ first request that does not fit and every one after it. Devices that chose to ru
 locally or stay idle are settled too. Refused devices best-respond again to what is
 left (other servers, the rest of this one, local, idle), until every device is
 settled. The top-ranked request at each server always fits, so each pass settles at
-least one device per requested server and the loop ends within M passes.
+least one device per requested server and the loop ends within M passes. It is also
+stopped there: if a request ever broke that (a kernel asking for more than is left,
+or XLA computing one request twice with different rounding, so that two devices each
+rank behind the other), the devices still pending stay idle rather than the market
+looping forever.
 
 No server ever allocates more than it has: a device only asks for what is left, and a
 server admits only what fits. Every admitted device's choice stays a best response at
@@ -75,11 +79,11 @@ def respond_with_admission(scenario: Scenario, price_crb, price_rrb, respond) ->
     dtype = devices.arrival_rate.dtype
 
     def unsettled(state):
-        settled, *_ = state
-        return ~jnp.all(settled)
+        settled, *_, passes = state
+        return ~jnp.all(settled) & (passes < devices.num_devices)
 
     def one_pass(state):
-        settled, choice, crbs_left, rrbs_left = state
+        settled, choice, crbs_left, rrbs_left, passes = state
         request = respond(crbs_left, rrbs_left)
         pending = ~settled
         admitted = admit_in_profit_order(
@@ -94,13 +98,14 @@ def respond_with_admission(scenario: Scenario, price_crb, price_rrb, respond) ->
         rrbs_left = rrbs_left - jnp.sum(
             jnp.where(bought, request.rrbs[:, None], 0), axis=0, dtype=jnp.int32
         )
-        return settled | settles, choice, crbs_left, rrbs_left
+        return settled | settles, choice, crbs_left, rrbs_left, passes + 1
 
     state = (
         settled,
         idle_choice(devices.num_devices, dtype),
         jnp.where(servers.active, servers.crbs, 0),
         jnp.where(servers.active, servers.rrbs, 0),
+        jnp.int32(0),
     )
-    _, choice, _, _ = jax.lax.while_loop(unsettled, one_pass, state)
+    _, choice, *_ = jax.lax.while_loop(unsettled, one_pass, state)
     return choice

@@ -249,23 +249,24 @@ def offload_options_exhaustive(
 
 
 def first_maximum(values):
-    """(index, value) of the first maximum along the last axis, as ``jnp.argmax`` and
-    ``jnp.max`` for values without NaN.
+    """(index, value) of the first maximum along the last axis, where values within
+    1e-12 (relative) of the maximum count as maximal; as ``jnp.argmax`` and ``jnp.max``
+    for values without NaN or near-ties.
 
     XLA:CPU runs argmax's (value, index) reduction an element at a time, and fuses the
-    whole best-response kernel into that scalar loop (a third of a Fig. 3 solve); a max
-    and a min over the indices that hold it both vectorise. XLA may still recompute
-    the values inside each of the two reductions, with rounding that can differ by an
-    ulp (a fused multiply-add in one of them), so where no value equals the maximum
-    exactly the first one within 1e-12 of it is taken.
+    whole best-response kernel into that scalar loop; a max and a min over the indices
+    that hold it both vectorise. XLA also recomputes the values inside each of the two
+    reductions, with rounding that can differ by an ulp (a fused multiply-add in one of
+    them), so the index cannot ask for exact equality with the maximum: it takes the
+    first value within 1e-12 of it, a gap far below any difference in utility that
+    matters and far above the rounding of one recomputation.
     """
     count = values.shape[-1]
     best = jnp.max(values, axis=-1, keepdims=True)
-    positions = jnp.arange(count, dtype=jnp.int32)
-    exact = jnp.min(jnp.where(values == best, positions, count), axis=-1)
     slack = 1e-12 * jnp.maximum(jnp.abs(best), 1.0)
-    near = jnp.min(jnp.where(values >= best - slack, positions, count - 1), axis=-1)
-    return jnp.where(exact < count, exact, near), best[..., 0]
+    positions = jnp.arange(count, dtype=jnp.int32)
+    index = jnp.min(jnp.where(values >= best - slack, positions, count - 1), axis=-1)
+    return index, best[..., 0]
 
 
 def choice_utility(scenario: Scenario, choice: Choice, price_crb, price_rrb):
