@@ -65,7 +65,7 @@ class BlockTerms:
     arrival_rate: jax.Array  # λ
     smallest: jax.Array  # the fewest blocks whose queue is stable (n·μ > λ), >= 1
     load: jax.Array  # λ/μ
-    weight_per_rate: jax.Array  # δ/μ
+    root_weight_per_rate: jax.Array  # sqrt(δ/μ)
     weight_rate: jax.Array  # δ·μ
 
 
@@ -85,7 +85,7 @@ def block_terms(rate_per_block, arrival_rate, delay_weight) -> BlockTerms:
         arrival_rate=arrival_rate,
         smallest=jnp.maximum(smallest, 1.0),
         load=load,
-        weight_per_rate=delay_weight / rate_per_block,
+        root_weight_per_rate=jnp.sqrt(delay_weight / rate_per_block),
         weight_rate=delay_weight * rate_per_block,
     )
 
@@ -101,9 +101,12 @@ def best_block_count(terms: BlockTerms, unit_price, max_blocks):
     """
     max_blocks = jnp.asarray(max_blocks, terms.smallest.dtype)
     has_price = unit_price > 0
+    # sqrt(δ/μ) is price-free; the price's root is taken once per (device, server).
+    # Rounding may move n* across an integer k only when n* is within an ulp of k, and
+    # then k is among the floor and ceiling either way and wins the comparison below.
     optimum = jnp.where(
         has_price,
-        terms.load + jnp.sqrt(terms.weight_per_rate / jnp.where(has_price, unit_price, 1.0)),
+        terms.load + terms.root_weight_per_rate / jnp.sqrt(jnp.where(has_price, unit_price, 1.0)),
         jnp.inf,
     )
     low = jnp.clip(jnp.floor(optimum), terms.smallest, max_blocks)
