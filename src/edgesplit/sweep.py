@@ -144,13 +144,14 @@ def chunk_program(sweep: Sweep, game_lanes: int) -> tuple[Callable, jax.Array]:
         topologies = jax.vmap(topology_at_every_point)(indices)  # leaves (C, G, ...)
         lead = (indices.shape[0], math.prod(sweep.grid_shape))
         flat = jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), topologies.scenario)
-        # One game queue per scheme: user-only plays no game, and a scheme's games
-        # should not wait for another's.
-        each = [
-            solve_batch(flat, schemes[k], sweep.game, game_lanes) for k in range(len(sweep.schemes))
-        ]
+        # One game queue per scheme, one after the other: user-only plays no game, and a
+        # scheme's games should not wait for another's. A loop, not K copies of the
+        # queue: the program compiles once whatever the number of schemes.
+        solutions = jax.lax.map(
+            lambda scheme: solve_batch(flat, scheme, sweep.game, game_lanes), schemes
+        )  # leaves (K, C·G, ...)
         solutions = jax.tree.map(
-            lambda *x: jnp.stack(x, axis=1).reshape(*lead, len(x), *x[0].shape[1:]), *each
+            lambda x: jnp.moveaxis(x, 0, 1).reshape(*lead, x.shape[0], *x.shape[2:]), solutions
         )  # leaves (C, G, K, ...)
         out = jax.vmap(jax.vmap(store_fields))(topologies, solutions)
         out["model"] = out["model"][:, 0]  # drawn from the key alone: equal at every point
