@@ -21,6 +21,8 @@ the end, since others only take capacity away and its own purchase stays feasibl
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import jax
 import jax.numpy as jnp
 
@@ -68,44 +70,71 @@ def admit_in_profit_order(
     return asks & (crbs_through <= crbs_left[server]) & (rrbs_through <= rrbs_left[server])
 
 
-def respond_with_admission(scenario: Scenario, price_crb, price_rrb, respond) -> Choice:
-    """Every device's choice at these prices, with the servers' capacities enforced.
+@jax.tree_util.register_dataclass
+@dataclass(frozen=True)
+class Admission:
+    """A market's admission in progress: who is settled, and what is left."""
+
+    settled: jax.Array  # (M,) bool
+    choice: Choice  # what the settled devices do; idle for the others
+    crbs_left: jax.Array  # (S,) int32
+    rrbs_left: jax.Array  # (S,) int32
+    passes: jax.Array  # () int32, passes made
+
+
+def open_market(scenario: Scenario) -> Admission:
+    """Nobody settled but the padding; every server with all its blocks."""
+    devices, servers = scenario.devices, scenario.servers
+    return Admission(
+        settled=~devices.active,
+        choice=idle_choice(devices.num_devices, devices.arrival_rate.dtype),
+        crbs_left=jnp.where(servers.active, servers.crbs, 0),
+        rrbs_left=jnp.where(servers.active, servers.rrbs, 0),
+        passes=jnp.int32(0),
+    )
+
+
+def admitting(scenario: Scenario, admission: Admission):
+    """Whether the market needs another pass: a device is pending, and fewer than M
+    passes were made."""
+    return ~jnp.all(admission.settled) & (admission.passes < scenario.devices.num_devices)
+
+
+def admission_pass(
+    scenario: Scenario, price_crb, price_rrb, respond, admission: Admission
+) -> Admission:
+    """One pass: the pending devices respond to what is left, the servers admit what fits.
 
     ``respond(crbs_left, rrbs_left)`` is the devices' unconstrained best response
     (a :class:`Choice`) to what the servers have left, (S,) each.
     """
-    devices, servers = scenario.devices, scenario.servers
-    settled = ~devices.active
-    dtype = devices.arrival_rate.dtype
-
-    def unsettled(state):
-        settled, *_, passes = state
-        return ~jnp.all(settled) & (passes < devices.num_devices)
-
-    def one_pass(state):
-        settled, choice, crbs_left, rrbs_left, passes = state
-        request = respond(crbs_left, rrbs_left)
-        pending = ~settled
-        admitted = admit_in_profit_order(
-            scenario, request, pending, price_crb, price_rrb, crbs_left, rrbs_left
-        )
-        settles = pending & ((request.server == IDLE) | admitted)
-        choice = jax.tree.map(lambda new, old: jnp.where(settles, new, old), request, choice)
-        bought = (request.server[:, None] == jnp.arange(servers.num_servers)) & admitted[:, None]
-        crbs_left = crbs_left - jnp.sum(
-            jnp.where(bought, request.crbs[:, None], 0), axis=0, dtype=jnp.int32
-        )
-        rrbs_left = rrbs_left - jnp.sum(
-            jnp.where(bought, request.rrbs[:, None], 0), axis=0, dtype=jnp.int32
-        )
-        return settled | settles, choice, crbs_left, rrbs_left, passes + 1
-
-    state = (
-        settled,
-        idle_choice(devices.num_devices, dtype),
-        jnp.where(servers.active, servers.crbs, 0),
-        jnp.where(servers.active, servers.rrbs, 0),
-        jnp.int32(0),
+    settled, crbs_left, rrbs_left = admission.settled, admission.crbs_left, admission.rrbs_left
+    request = respond(crbs_left, rrbs_left)
+    pending = ~settled
+    admitted = admit_in_profit_order(
+        scenario, request, pending, price_crb, price_rrb, crbs_left, rrbs_left
     )
-    _, choice, *_ = jax.lax.while_loop(unsettled, one_pass, state)
-    return choice
+    settles = pending & ((request.server == IDLE) | admitted)
+    server = jnp.arange(scenario.servers.num_servers)
+    bought = (request.server[:, None] == server) & admitted[:, None]
+    return Admission(
+        settled=settled | settles,
+        choice=jax.tree.map(
+            lambda new, old: jnp.where(settles, new, old), request, admission.choice
+        ),
+        crbs_left=crbs_left
+        - jnp.sum(jnp.where(bought, request.crbs[:, None], 0), axis=0, dtype=jnp.int32),
+        rrbs_left=rrbs_left
+        - jnp.sum(jnp.where(bought, request.rrbs[:, None], 0), axis=0, dtype=jnp.int32),
+        passes=admission.passes + 1,
+    )
+
+
+def respond_with_admission(scenario: Scenario, price_crb, price_rrb, respond) -> Choice:
+    """Every device's choice at these prices, with the servers' capacities enforced:
+    :func:`admission_pass` until every device is settled (``respond`` as there)."""
+    return jax.lax.while_loop(
+        lambda admission: admitting(scenario, admission),
+        lambda admission: admission_pass(scenario, price_crb, price_rrb, respond, admission),
+        open_market(scenario),
+    ).choice

@@ -17,6 +17,7 @@ Two implementations that must agree:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import jax
@@ -251,25 +252,31 @@ def offload_options_exhaustive(
     )
 
 
-def first_maximum(values):
-    """(index, value) of the first maximum along the last axis, where values within
-    1e-12 (relative) of the maximum count as maximal; as ``jnp.argmax`` and ``jnp.max``
+def first_maximum(values, axes: int = 1):
+    """(index, value) of the first maximum over the last ``axes`` axes, the index into
+    their flattened (row-major) order, where values within 1e-12 (relative) of the
+    maximum count as maximal; as ``jnp.argmax`` and ``jnp.max`` of the flattened axes
     for values without NaN or near-ties.
 
     XLA:CPU runs argmax's (value, index) reduction an element at a time, and fuses the
     whole best-response kernel into that scalar loop; a max and a min over the indices
-    that hold it both vectorise. XLA also recomputes the values inside each of the two
-    reductions, with rounding that can differ by an ulp (a fused multiply-add in one of
-    them), so the index cannot ask for exact equality with the maximum: it takes the
-    first value within 1e-12 of it, a gap far below any difference in utility that
-    matters and far above the rounding of one recomputation.
+    that hold it both vectorise, as long as no reshape sits between the kernel and the
+    reductions (flattening the axes first makes XLA recompute every element's indices
+    in the fused loop, five times slower). XLA also recomputes the values inside each
+    of the two reductions, with rounding that can differ by an ulp (a fused
+    multiply-add in one of them), so the index cannot ask for exact equality with the
+    maximum: it takes the first value within 1e-12 of it, a gap far below any
+    difference in utility that matters and far above the rounding of one
+    recomputation.
     """
-    count = values.shape[-1]
-    best = jnp.max(values, axis=-1, keepdims=True)
+    reduced = tuple(range(values.ndim - axes, values.ndim))
+    shape = values.shape[values.ndim - axes :]
+    count = math.prod(shape)
+    best = jnp.max(values, axis=reduced, keepdims=True)
     slack = 1e-12 * jnp.maximum(jnp.abs(best), 1.0)
-    positions = jnp.arange(count, dtype=jnp.int32)
-    index = jnp.min(jnp.where(values >= best - slack, positions, count - 1), axis=-1)
-    return index, best[..., 0]
+    positions = jnp.arange(count, dtype=jnp.int32).reshape(shape)
+    index = jnp.min(jnp.where(values >= best - slack, positions, count - 1), axis=reduced)
+    return index, jnp.squeeze(best, reduced)
 
 
 def choice_utility(scenario: Scenario, choice: Choice, price_crb, price_rrb):
@@ -310,19 +317,19 @@ def choose(scenario: Scenario, options: Options, offload: OffloadOptions) -> Cho
     local_utility, local_delay = local_option(scenario, options)
 
     offload_utility = jnp.where(options.offload, offload.utility, -jnp.inf)
-    flat = offload_utility.reshape(offload_utility.shape[0], -1)
-    best, best_offload = first_maximum(flat)
-    pick = lambda x: jnp.take_along_axis(x.reshape(flat.shape), best[:, None], axis=1)[:, 0]  # noqa: E731
+    best, best_offload = first_maximum(offload_utility, axes=2)
+    server, split = best // num_splits, best % num_splits
+    pick = lambda x: x[jnp.arange(x.shape[0]), server, split]  # noqa: E731
 
     goes_local = local_utility >= best_offload  # ties go local: it uses no server
     utility = jnp.maximum(local_utility, best_offload)
     idle = ~(utility > 0)  # no option with positive utility: process nothing
     offloads = ~goes_local & ~idle
     return Choice(
-        server=jnp.where(offloads, best // num_splits, IDLE).astype(jnp.int32),
-        split=jnp.where(
-            idle, IDLE, jnp.where(goes_local, devices.num_layers, best % num_splits)
-        ).astype(jnp.int32),
+        server=jnp.where(offloads, server, IDLE).astype(jnp.int32),
+        split=jnp.where(idle, IDLE, jnp.where(goes_local, devices.num_layers, split)).astype(
+            jnp.int32
+        ),
         crbs=jnp.where(offloads, pick(offload.crbs), 0).astype(jnp.int32),
         rrbs=jnp.where(offloads, pick(offload.rrbs), 0).astype(jnp.int32),
         utility=jnp.where(idle, 0.0, utility),

@@ -32,6 +32,7 @@ that rounds compare exactly and no rounding drifts.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from enum import IntEnum
 from functools import partial
@@ -39,9 +40,16 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 
-from edgesplit.admission import respond_with_admission
+from edgesplit.admission import (
+    Admission,
+    admission_pass,
+    admitting,
+    open_market,
+    respond_with_admission,
+)
 from edgesplit.best_response import (
     Choice,
+    OffloadTerms,
     choose,
     local_option,
     offload_options_exact,
@@ -95,16 +103,30 @@ def market(
     scenario: Scenario, options: Options, settings: GameSettings, price_crb, price_rrb
 ) -> Choice:
     """The devices' choices at these prices, capacities enforced."""
+    respond = responder(scenario, options, settings, price_crb, price_rrb)
+    return respond_with_admission(scenario, price_crb, price_rrb, respond)
+
+
+def responder(
+    scenario: Scenario,
+    options: Options,
+    settings: GameSettings,
+    price_crb,
+    price_rrb,
+    terms: OffloadTerms | None = None,
+):
+    """The devices' unconstrained best response to these prices, as a function of what
+    the servers have left (``respond`` of :mod:`edgesplit.admission`)."""
     # Price-free terms outside the admission loop; under a vmap over the prices tried
     # they stay unbatched, so one computation serves every try of a round.
-    terms = offload_terms(scenario)
+    terms = offload_terms(scenario) if terms is None else terms
     kernel = offload_options(settings)
 
     def respond(crbs_left, rrbs_left):
         offload = kernel(scenario, price_crb, price_rrb, crbs_left, rrbs_left, terms=terms)
         return choose(scenario, options, offload)
 
-    return respond_with_admission(scenario, price_crb, price_rrb, respond)
+    return respond
 
 
 def offload_options(settings: GameSettings):
@@ -128,50 +150,73 @@ def server_sales(scenario: Scenario, choice: Choice, price_crb, price_rrb):
     return utility, crbs_sold, rrbs_sold
 
 
-def _utility_at_steps(scenario, options, settings, steps):
-    price_crb, price_rrb = prices_at(scenario.servers, steps)
-    choice = market(scenario, options, settings, price_crb, price_rrb)
-    return server_sales(scenario, choice, price_crb, price_rrb)
+def _movers(settings: GameSettings, num_servers: int, turn):
+    """The servers that try their moves in this turn of a round: all of them at once
+    (simultaneous, one turn), or server ``turn`` (sequential, S turns)."""
+    if settings.update == "simultaneous":
+        return jnp.arange(num_servers)
+    return jnp.reshape(turn, (1,))
 
 
-def _decide(scenario, options, settings, steps, server, current_utility, sold_nothing):
-    """Server ``server``'s next steps (2,) given everyone's current ``steps`` (S, 2)."""
-    servers = scenario.servers
-    top = top_step(servers)[server]
-    own = steps[server]
+def _turns(settings: GameSettings, num_servers: int) -> int:
+    return 1 if settings.update == "simultaneous" else num_servers
+
+
+def _tried_rows(servers: Servers, settings: GameSettings, steps, server):
+    """(C, 2) the steps server ``server`` tries: its own moved by each of the moves."""
     moves = jnp.asarray(settings.moves, steps.dtype)
-    tries = jnp.clip(own[None, :] + moves, 0, top)  # (C, 2)
-    tentative = jax.vmap(lambda row: steps.at[server].set(row))(tries)
-    utilities = jax.vmap(lambda st: _utility_at_steps(scenario, options, settings, st)[0])(
-        tentative
-    )
-    improves = utilities[:, server] - current_utility > settings.min_gain
-    best_move = jnp.where(jnp.any(improves), tries[jnp.argmax(improves)], own)
-
-    # No buyers and nothing better: step down to attract them, but not below cost.
-    lower = own + jnp.asarray(DESCENT, steps.dtype)
-    above_cost = _not_below_cost(servers, steps.at[server].set(lower))[server]
-    descends = ~jnp.any(improves) & sold_nothing & above_cost & jnp.all(lower <= top)
-    return jnp.where(servers.active[server], jnp.where(descends, lower, best_move), own)
+    return jnp.clip(steps[server][None, :] + moves, 0, top_step(servers)[server])
 
 
-def _simultaneous_round(scenario, options, settings, steps):
-    utility, crbs_sold, rrbs_sold = _utility_at_steps(scenario, options, settings, steps)
-    sold_nothing = (crbs_sold == 0) & (rrbs_sold == 0)
-    servers = jnp.arange(scenario.servers.num_servers)
-    return jax.vmap(
-        lambda s: _decide(scenario, options, settings, steps, s, utility[s], sold_nothing[s])
-    )(servers)
+def _turn_markets(servers: Servers, settings: GameSettings, steps, movers):
+    """(1 + P·C, S, 2) the steps of the markets a turn evaluates: the prices as they
+    are, then each of the P movers' tries with everyone else's prices as they are."""
+    tried = jax.vmap(
+        lambda server: jax.vmap(lambda row: steps.at[server].set(row))(
+            _tried_rows(servers, settings, steps, server)
+        )
+    )(movers)
+    return jnp.concatenate([steps[None], tried.reshape(-1, *steps.shape)])
 
 
-def _sequential_round(scenario, options, settings, steps):
-    def turn(server, steps):
-        utility, crbs_sold, rrbs_sold = _utility_at_steps(scenario, options, settings, steps)
-        sold_nothing = (crbs_sold[server] == 0) & (rrbs_sold[server] == 0)
-        row = _decide(scenario, options, settings, steps, server, utility[server], sold_nothing)
-        return steps.at[server].set(row)
+def _turn_outcome(servers: Servers, settings: GameSettings, steps, movers, utility, sold):
+    """The steps after a turn, from every server's utility (1 + P·C, S) and what it sold
+    (CRBs + RRBs, (1 + P·C, S)) in each of :func:`_turn_markets`."""
+    tried = utility[1:].reshape(movers.shape[0], -1, utility.shape[1])  # (P, C, S)
 
-    return jax.lax.fori_loop(0, scenario.servers.num_servers, turn, steps)
+    def decide(server, tried_utility):
+        own = steps[server]
+        rows = _tried_rows(servers, settings, steps, server)
+        improves = tried_utility - utility[0, server] > settings.min_gain
+        best_move = jnp.where(jnp.any(improves), rows[jnp.argmax(improves)], own)
+        # No buyers and nothing better: step down to attract them, but not below cost.
+        lower = own + jnp.asarray(DESCENT, steps.dtype)
+        above_cost = _not_below_cost(servers, steps.at[server].set(lower))[server]
+        descends = (
+            ~jnp.any(improves)
+            & (sold[0, server] == 0)
+            & above_cost
+            & jnp.all(lower <= top_step(servers)[server])
+        )
+        return jnp.where(servers.active[server], jnp.where(descends, lower, best_move), own)
+
+    rows = jax.vmap(lambda server, u: decide(server, u[:, server]))(movers, tried)
+    return steps.at[movers].set(rows)
+
+
+def _play_turn(scenario: Scenario, options: Options, settings: GameSettings, steps, turn):
+    servers = scenario.servers
+    movers = _movers(settings, servers.num_servers, turn)
+    markets = _turn_markets(servers, settings, steps, movers)
+
+    def sales(market_steps):
+        price_crb, price_rrb = prices_at(servers, market_steps)
+        choice = market(scenario, options, settings, price_crb, price_rrb)
+        utility, crbs, rrbs = server_sales(scenario, choice, price_crb, price_rrb)
+        return utility, crbs + rrbs
+
+    utility, sold = jax.vmap(sales)(markets)
+    return _turn_outcome(servers, settings, steps, movers, utility, sold)
 
 
 @jax.tree_util.register_dataclass
@@ -206,12 +251,9 @@ def start(scenario: Scenario, options: Options, settings: GameSettings) -> GameS
     return GameState(steps, skipped, status, recent, checkpoint)
 
 
-def advance(
-    scenario: Scenario, options: Options, settings: GameSettings, state: GameState
-) -> GameState:
-    """One round of Algorithm 1 and the stop rule; a game that has ended stays as it is."""
-    play_round = _simultaneous_round if settings.update == "simultaneous" else _sequential_round
-    new = play_round(scenario, options, settings, state.steps)
+def end_round(settings: GameSettings, state: GameState, new) -> GameState:
+    """The game after a round that moved the steps to ``new``: the stop rule applied; a
+    game that has ended stays as it is."""
     rounds = state.rounds + 1
     # A short memory catches short cycles at once; a checkpoint taken at every power of
     # two rounds (Brent) catches a cycle of any length within twice its reach.
@@ -237,6 +279,19 @@ def advance(
     return jax.tree.map(lambda a, b: jnp.where(state.running, a, b), after, state)
 
 
+def advance(
+    scenario: Scenario, options: Options, settings: GameSettings, state: GameState
+) -> GameState:
+    """One round of Algorithm 1 and the stop rule; a game that has ended stays as it is."""
+    new = jax.lax.fori_loop(
+        0,
+        _turns(settings, scenario.servers.num_servers),
+        lambda turn, steps: _play_turn(scenario, options, settings, steps, turn),
+        state.steps,
+    )
+    return end_round(settings, state, new)
+
+
 def play(scenario: Scenario, options: Options, settings: GameSettings) -> GameState:
     """Algorithm 1 from the maximum prices, to its end."""
     return jax.lax.while_loop(
@@ -246,46 +301,117 @@ def play(scenario: Scenario, options: Options, settings: GameSettings) -> GameSt
     )
 
 
+@jax.tree_util.register_dataclass
+@dataclass(frozen=True)
+class _Lane:
+    """One lane of :func:`play_queue`: its game, and the markets of the turn under way."""
+
+    game: jax.Array  # () int32, the game's index in the batch; N once the queue is empty
+    scenario: Scenario  # the game's, and its options and price-free offload terms
+    options: Options
+    terms: OffloadTerms
+    state: GameState  # as at the start of the round
+    steps: jax.Array  # (S, 2) the steps as at the start of the turn
+    turn: jax.Array  # () int32
+    markets: Admission  # the turn's markets (leading axis 1 + P·C), admission under way
+
+
 def play_queue(
     scenarios: Scenario, options: Options, settings: GameSettings, lanes: int
 ) -> GameState:
     """Algorithm 1 for a batch of N games (leading axis) on ``lanes`` lanes, to its end.
 
-    ``vmap(play)`` would run every game until the longest one ends (a vmapped
-    ``while_loop`` steps all lanes together), and game lengths vary ten-fold. Here a
-    lane whose game has ended takes the next waiting game, so the lanes stay busy and
-    the loop runs for about the total rounds over ``lanes``, or the longest game if
-    longer. Each game follows exactly the rounds :func:`play` would.
+    ``vmap(play)`` would step every game until the longest one ends (a vmapped
+    ``while_loop`` steps all lanes together), and every round until the market needing
+    the most admission passes is settled. Here each step makes one admission pass in
+    every lane's markets; a lane whose markets are settled finishes its turn and opens
+    the next, and a lane whose game has ended takes the next waiting game. So the lanes
+    stay busy: the loop runs for about the total admission passes over ``lanes``, where
+    each round costs its own lane the most passes of its own markets only. Each game
+    follows exactly the rounds :func:`play` would.
     """
     count = jax.tree.leaves(scenarios)[0].shape[0]
     lanes = min(lanes, count)
+    num_servers = scenarios.servers.crb_hz.shape[-1]
+    turns = _turns(settings, num_servers)
     take = lambda tree, index: jax.tree.map(lambda x: x[index], tree)  # noqa: E731
     first = jax.vmap(lambda sc, op: start(sc, op, settings))(scenarios, options)
-    step_all = jax.vmap(lambda sc, op, st: advance(sc, op, settings, st))
+    terms = jax.vmap(offload_terms)(scenarios)  # price-free: once per game
+
+    markets_per_turn = 1 + _movers(settings, num_servers, 0).shape[0] * len(settings.moves)
+
+    def open_markets(scenario):
+        return jax.tree.map(lambda x: jnp.stack([x] * markets_per_turn), open_market(scenario))
+
+    def opened(game) -> _Lane:
+        here = jnp.minimum(game, count - 1)  # lanes past the last game idle on a copy
+        scenario, state = take(scenarios, here), take(first, here)
+        return _Lane(
+            game, scenario, take(options, here), take(terms, here), state, state.steps,
+            jnp.int32(0), open_markets(scenario),
+        )  # fmt: skip
+
+    def admission_step(lane: _Lane) -> _Lane:
+        scenario, options, terms = lane.scenario, lane.options, lane.terms
+        servers = scenario.servers
+        movers = _movers(settings, num_servers, lane.turn)
+        price_crb, price_rrb = jax.vmap(partial(prices_at, servers))(
+            _turn_markets(servers, settings, lane.steps, movers)
+        )
+
+        def one_pass(price_crb, price_rrb, admission):
+            respond = responder(scenario, options, settings, price_crb, price_rrb, terms)
+            after = admission_pass(scenario, price_crb, price_rrb, respond, admission)
+            return jax.tree.map(
+                partial(jnp.where, admitting(scenario, admission)), after, admission
+            )
+
+        markets = jax.vmap(one_pass)(price_crb, price_rrb, lane.markets)
+        settled = ~jnp.any(jax.vmap(partial(admitting, scenario))(markets))
+        utility, crbs, rrbs = jax.vmap(partial(server_sales, scenario))(
+            markets.choice, price_crb, price_rrb
+        )
+        steps = _turn_outcome(servers, settings, lane.steps, movers, utility, crbs + rrbs)
+        round_ends = settled & (lane.turn == turns - 1)
+        state = jax.tree.map(
+            partial(jnp.where, round_ends), end_round(settings, lane.state, steps), lane.state
+        )
+        following = dataclasses.replace(
+            lane, state=state, steps=steps, turn=(lane.turn + 1) % turns,
+            markets=open_markets(scenario),
+        )  # fmt: skip
+        return jax.tree.map(
+            partial(jnp.where, settled), following, dataclasses.replace(lane, markets=markets)
+        )
 
     def busy(carry):
-        game, *_ = carry
-        return jnp.any(game < count)
+        lane, *_ = carry
+        return jnp.any(lane.game < count)
 
-    def one_round(carry):
-        game, state, waiting, final = carry
-        here = jnp.minimum(game, count - 1)  # lanes past the last game idle on a copy
-        state = step_all(take(scenarios, here), take(options, here), state)
-        ended = (game < count) & ~state.running
-        final = jax.tree.map(
-            lambda f, s: f.at[jnp.where(ended, game, count)].set(s, mode="drop"), final, state
-        )
-        queued = jnp.cumsum(ended, dtype=jnp.int32)  # the k-th lane to end takes the k-th game
-        game = jnp.where(ended, waiting + queued - 1, game)
-        fresh = take(first, jnp.minimum(game, count - 1))
-        state = jax.tree.map(
-            lambda f, s: jnp.where(ended.reshape(-1, *(1,) * (s.ndim - 1)), f, s), fresh, state
-        )
-        return game, state, waiting + queued[-1], final
+    def one_step(carry):
+        lane, waiting, final = carry
+        lane = jax.vmap(admission_step)(lane)
+        ended = (lane.game < count) & ~lane.state.running
 
-    game = jnp.arange(lanes, dtype=jnp.int32)
-    carry = (game, take(first, game), jnp.int32(lanes), first)
-    return jax.lax.while_loop(busy, one_round, carry)[3]
+        def next_games(carry):
+            lane, waiting, final = carry
+            final = jax.tree.map(
+                lambda f, s: f.at[jnp.where(ended, lane.game, count)].set(s, mode="drop"),
+                final,
+                lane.state,
+            )
+            queued = jnp.cumsum(ended, dtype=jnp.int32)  # the k-th lane to end takes the k-th game
+            fresh = jax.vmap(opened)(jnp.where(ended, waiting + queued - 1, lane.game))
+            lane = jax.tree.map(
+                lambda f, s: jnp.where(ended.reshape(-1, *(1,) * (s.ndim - 1)), f, s), fresh, lane
+            )
+            return lane, waiting + queued[-1], final
+
+        # Most steps end no game: skip the gathers then.
+        return jax.lax.cond(jnp.any(ended), next_games, lambda carry: carry, (lane, waiting, final))
+
+    lane = jax.vmap(opened)(jnp.arange(lanes, dtype=jnp.int32))
+    return jax.lax.while_loop(busy, one_step, (lane, jnp.int32(lanes), first))[2]
 
 
 def _binary_search(predicate, low, high):
