@@ -43,13 +43,20 @@ def device_gains(scenario: Scenario, options: Options, price_crb, price_rrb, cho
 
 
 def server_gains(
-    scenario: Scenario, options: Options, settings: GameSettings, price_crb, price_rrb
+    scenario: Scenario,
+    options: Options,
+    settings: GameSettings,
+    price_crb,
+    price_rrb,
+    choice: Choice | None = None,
 ):
-    """(S,) the most each server could gain by one price step of Algorithm 1, >= 0."""
+    """(S,) the most each server could gain by one price step of Algorithm 1, >= 0.
+
+    ``choice`` is the devices' market at these prices, computed here if not given."""
     servers = scenario.servers
-    current, _, _ = server_sales(
-        scenario, market(scenario, options, settings, price_crb, price_rrb), price_crb, price_rrb
-    )
+    if choice is None:
+        choice = market(scenario, options, settings, price_crb, price_rrb)
+    current, _, _ = server_sales(scenario, choice, price_crb, price_rrb)
     # A move of -1 step is a price rise, as in the game's step grid.
     moves = -jnp.asarray(settings.moves, price_crb.dtype)
 
