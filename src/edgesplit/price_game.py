@@ -410,8 +410,12 @@ def play_queue(
         # Most steps end no game: skip the gathers then.
         return jax.lax.cond(jnp.any(ended), next_games, lambda carry: carry, (lane, waiting, final))
 
-    lane = jax.vmap(opened)(jnp.arange(lanes, dtype=jnp.int32))
-    return jax.lax.while_loop(busy, one_step, (lane, jnp.int32(lanes), first))[2]
+    def queue(first):
+        lane = jax.vmap(opened)(jnp.arange(lanes, dtype=jnp.int32))
+        return jax.lax.while_loop(busy, one_step, (lane, jnp.int32(lanes), first))[2]
+
+    # Under user-only no game is played at all.
+    return jax.lax.cond(jnp.any(first.running), queue, lambda first: first, first)
 
 
 def _binary_search(predicate, low, high):

@@ -84,17 +84,26 @@ def solve_batch(
     The price games share ``lanes`` lanes, each lane taking the next game when its own
     ends (:func:`~edgesplit.price_game.play_queue`); the results equal
     ``vmap(solve)`` exactly, sooner when game lengths vary."""
+    count = jax.tree.leaves(scenarios)[0].shape[0]
     scheme = jnp.asarray(scheme, jnp.int32)
     options = jax.vmap(lambda scenario: scheme_options(scenario, scheme))(scenarios)
     game = play_queue(scenarios, options, settings, lanes)
     price_crb, price_rrb = jax.vmap(prices_at)(scenarios.servers, game.steps)
-    return jax.lax.map(
+    # A batch's admission loops run as many passes as its slowest market needs, so the
+    # games are settled a few per lane at a time (64 on CPU: faster than 16 or 256),
+    # padded with copies of the last game to whole batches (a partial batch would be
+    # compiled a second time).
+    batch = min(4 * lanes, count)
+    padded = jnp.minimum(jnp.arange(-(-count // batch) * batch), count - 1)
+    settled = jax.lax.map(
         lambda args: _settle(args[0], args[1], settings, *args[2:]),
-        (scenarios, options, price_crb, price_rrb, game.rounds, game.status),
-        # A batch's admission loops run as many passes as its slowest market needs, so
-        # settle a few games per lane at a time (64 on CPU: fastest of 16, 64 and 256).
-        batch_size=4 * lanes,
+        jax.tree.map(
+            lambda x: x[padded],
+            (scenarios, options, price_crb, price_rrb, game.rounds, game.status),
+        ),
+        batch_size=batch,
     )
+    return jax.tree.map(lambda x: x[:count], settled)
 
 
 @partial(jax.jit, static_argnames="settings")
