@@ -241,8 +241,11 @@ def test_vmap_equals_a_loop_and_does_not_recompile(rng):
     ids=["default", "sequential-separate-short"],
 )
 def test_a_game_queue_plays_every_game_as_vmap_does(rng, settings):
-    """solve_batch (lanes taking the next game when theirs ends) equals vmap(solve) bit
-    for bit, with one lane, a few, or one per game."""
+    """solve_batch (lanes taking the next game when theirs ends) plays every game as
+    vmap(solve) does, with one lane, a few, or one per game: the same rounds, status and
+    choices (server, split, blocks), bit for bit; prices, utilities and delays to
+    rounding, since the two programs settle the games in differently fused XLA code (a
+    fused multiply-add in one and not the other moves the last bit)."""
     problems = [
         random_problem(
             rng, 6, 3, max_crbs=12, max_rrbs=12, max_price=(1.0, 4.0), price_step=(0.05, 0.3)
@@ -259,7 +262,15 @@ def test_a_game_queue_plays_every_game_as_vmap_does(rng, settings):
         assert len(set(np.asarray(expected.rounds).tolist())) > 1 or scheme == Scheme.USER_ONLY
         for lanes in (1, 5, 24):
             got = queued(scenarios, int(scheme), lanes=lanes)
-            jax.tree.map(np.testing.assert_array_equal, got, expected)
+            jax.tree.map(same_to_rounding, got, expected)
+
+
+def same_to_rounding(actual, expected):
+    """Integers exactly; floats to 1e-12 (relative, and absolute near 0)."""
+    if np.issubdtype(np.asarray(expected).dtype, np.integer):
+        np.testing.assert_array_equal(actual, expected)
+    else:
+        np.testing.assert_allclose(actual, expected, rtol=1e-12, atol=1e-12)
 
 
 def test_prices_stay_on_the_grid_and_in_range(rng):

@@ -82,8 +82,9 @@ def solve_batch(
     """:func:`solve` for a batch of scenarios (leading axis), all under ``scheme``.
 
     The price games share ``lanes`` lanes, each lane taking the next game when its own
-    ends (:func:`~edgesplit.price_game.play_queue`); the results equal
-    ``vmap(solve)`` exactly, sooner when game lengths vary."""
+    ends (:func:`~edgesplit.price_game.play_queue`). The games are those of
+    ``vmap(solve)``: the same rounds, status and choices, and floats equal to rounding
+    (the programs are fused differently); sooner when game lengths vary."""
     count = jax.tree.leaves(scenarios)[0].shape[0]
     scheme = jnp.asarray(scheme, jnp.int32)
     options = jax.vmap(lambda scenario: scheme_options(scenario, scheme))(scenarios)
