@@ -262,7 +262,7 @@ def first_maximum(values, axes: int = 1):
     whole best-response kernel into that scalar loop; a max and a min over the indices
     that hold it both vectorise, as long as no reshape sits between the kernel and the
     reductions (flattening the axes first makes XLA recompute every element's indices
-    in the fused loop, five times slower). XLA also recomputes the values inside each
+    in the fused loop, four times slower). XLA also recomputes the values inside each
     of the two reductions, with rounding that can differ by an ulp (a fused
     multiply-add in one of them), so the index cannot ask for exact equality with the
     maximum: it takes the first value within 1e-12 of it, a gap far below any
