@@ -58,14 +58,17 @@ def admit_in_profit_order(
     )  # fmt: skip
     # ahead[i, j]: j asks i's server and is ranked at or before i (more profit, or as
     # much and a lower index). Counting with it, rather than sorting, keeps every pass
-    # a few small vectorised operations; the totals are those of the sorted prefix.
+    # a few small vectorised operations; the totals are those of the sorted prefix. A
+    # matrix product sums them: a sum over j would be fused with everything computing
+    # the requests, recomputed for each of the M² pairs.
     device = jnp.arange(target.shape[0])
     ahead = (target[:, None] == target[None, :]) & (
         (profit[None, :] > profit[:, None])
         | ((profit[None, :] == profit[:, None]) & (device[None, :] <= device[:, None]))
     )
-    crbs_through = jnp.sum(jnp.where(ahead, request.crbs[None, :], 0), axis=1, dtype=jnp.int32)
-    rrbs_through = jnp.sum(jnp.where(ahead, request.rrbs[None, :], 0), axis=1, dtype=jnp.int32)
+    blocks = jnp.stack([request.crbs, request.rrbs], axis=1)
+    through = jnp.dot(ahead.astype(jnp.int32), blocks, preferred_element_type=jnp.int32)
+    crbs_through, rrbs_through = through[:, 0], through[:, 1]
     # Running totals only grow down a ranking, so "fits" holds for a prefix of each.
     return asks & (crbs_through <= crbs_left[server]) & (rrbs_through <= rrbs_left[server])
 

@@ -303,6 +303,35 @@ def play(scenario: Scenario, options: Options, settings: GameSettings) -> GameSt
 
 @jax.tree_util.register_dataclass
 @dataclass(frozen=True)
+class _Turn:
+    """The markets of a turn of :func:`play_queue` and what is known of their sales."""
+
+    steps: jax.Array  # (T, S, 2) each market's price steps (:func:`_turn_markets`)
+    utility: jax.Array  # (T, S) each server's utility (eq. 11) in each market
+    sold: jax.Array  # (T, S) CRBs + RRBs each server sold in each market
+    known: jax.Array  # (T,) bool, the market's sales are in
+
+
+def _open_turn(servers: Servers, settings: GameSettings, steps, turn, previous: _Turn) -> _Turn:
+    """The markets of turn ``turn`` at ``steps``, with the sales of those that were
+    markets of the ``previous`` turn too. A price move of one server leaves most of the
+    next round's markets already played: the prices as they were, and the move back."""
+    markets = _turn_markets(servers, settings, steps, _movers(settings, steps.shape[0], turn))
+    same = jnp.all(markets[:, None] == previous.steps[None], axis=(2, 3)) & previous.known[None]
+    source = jnp.argmax(same, axis=1)
+    return _Turn(markets, previous.utility[source], previous.sold[source], jnp.any(same, axis=1))
+
+
+def _market_slots(settings: GameSettings, num_servers: int) -> int:
+    """Markets a lane of :func:`play_queue` works on at once: those of a turn that the
+    previous turn has not played, when one server moved. Simultaneous: the prices as
+    they are and the mover's move back were played; sequential: the prices as they are."""
+    markets = 1 + _movers(settings, num_servers, 0).shape[0] * len(settings.moves)
+    return max(markets - (2 if settings.update == "simultaneous" else 1), 1)
+
+
+@jax.tree_util.register_dataclass
+@dataclass(frozen=True)
 class _Lane:
     """One lane of :func:`play_queue`: its game, and the markets of the turn under way."""
 
@@ -312,8 +341,10 @@ class _Lane:
     terms: OffloadTerms
     state: GameState  # as at the start of the round
     steps: jax.Array  # (S, 2) the steps as at the start of the turn
-    turn: jax.Array  # () int32
-    markets: Admission  # the turn's markets (leading axis 1 + P·C), admission under way
+    turn: jax.Array  # () int32, the turn under way
+    markets: _Turn  # its markets
+    slot_market: jax.Array  # (L,) int32, the market each slot plays; T when free
+    slots: Admission  # (L,) the slots' admission under way
 
 
 def play_queue(
@@ -323,41 +354,65 @@ def play_queue(
 
     ``vmap(play)`` would step every game until the longest one ends (a vmapped
     ``while_loop`` steps all lanes together), and every round until the market needing
-    the most admission passes is settled. Here each step makes one admission pass in
-    every lane's markets; a lane whose markets are settled finishes its turn and opens
-    the next, and a lane whose game has ended takes the next waiting game. So the lanes
-    stay busy: the loop runs for about the total admission passes over ``lanes``, where
-    each round costs its own lane the most passes of its own markets only. Each game
-    follows exactly the rounds :func:`play` would.
+    the most admission passes is settled. Here each lane has a few market slots, and
+    each step makes one admission pass in every slot. A slot whose market is settled
+    takes the turn's next market; a lane whose turn's markets are all settled decides
+    its turn and opens the next, and a lane whose game has ended takes the next
+    waiting game. A market the lane's previous turn played is not played again: after
+    a price move of one server, two of the 2S + 1 markets of a round were played in
+    the round before. So the loop runs for about the total admission passes of the
+    markets not yet played, over the slots. Each game follows exactly the rounds
+    :func:`play` would.
     """
     count = jax.tree.leaves(scenarios)[0].shape[0]
     lanes = min(lanes, count)
     num_servers = scenarios.servers.crb_hz.shape[-1]
     turns = _turns(settings, num_servers)
+    num_markets = 1 + _movers(settings, num_servers, 0).shape[0] * len(settings.moves)
+    num_slots = _market_slots(settings, num_servers)
     take = lambda tree, index: jax.tree.map(lambda x: x[index], tree)  # noqa: E731
     first = jax.vmap(lambda sc, op: start(sc, op, settings))(scenarios, options)
     terms = jax.vmap(offload_terms)(scenarios)  # price-free: once per game
 
-    markets_per_turn = 1 + _movers(settings, num_servers, 0).shape[0] * len(settings.moves)
-
-    def open_markets(scenario):
-        return jax.tree.map(lambda x: jnp.stack([x] * markets_per_turn), open_market(scenario))
+    def fill_slots(lane: _Lane) -> _Lane:
+        """Free slots take the turn's markets that are neither known nor being played,
+        in order, each with a fresh admission."""
+        market = jnp.arange(num_markets)
+        waiting = ~lane.markets.known & ~jnp.any(lane.slot_market[:, None] == market, axis=0)
+        free = lane.slot_market == num_markets
+        rank = jnp.where(free, jnp.cumsum(free) - 1, -1)  # the k-th free slot
+        order = jnp.cumsum(waiting) - 1  # takes the k-th waiting market
+        match = waiting[None, :] & (order[None, :] == rank[:, None])  # (L, T)
+        taken = jnp.any(match, axis=1)
+        slot_market = jnp.where(taken, jnp.argmax(match, axis=1), lane.slot_market)
+        fresh = jax.tree.map(lambda x: jnp.stack([x] * num_slots), open_market(lane.scenario))
+        slots = jax.tree.map(partial(_where_rows, taken), fresh, lane.slots)
+        return dataclasses.replace(lane, slot_market=slot_market.astype(jnp.int32), slots=slots)
 
     def opened(game) -> _Lane:
         here = jnp.minimum(game, count - 1)  # lanes past the last game idle on a copy
         scenario, state = take(scenarios, here), take(first, here)
-        return _Lane(
+        dtype = scenario.servers.crb_hz.dtype
+        nothing = _Turn(
+            steps=jnp.zeros((num_markets, num_servers, 2), jnp.int32),
+            utility=jnp.zeros((num_markets, num_servers), dtype),
+            sold=jnp.zeros((num_markets, num_servers), jnp.int32),
+            known=jnp.zeros(num_markets, bool),
+        )
+        lane = _Lane(
             game, scenario, take(options, here), take(terms, here), state, state.steps,
-            jnp.int32(0), open_markets(scenario),
+            jnp.int32(0), _open_turn(scenario.servers, settings, state.steps, 0, nothing),
+            jnp.full(num_slots, num_markets, jnp.int32),
+            jax.tree.map(lambda x: jnp.stack([x] * num_slots), open_market(scenario)),
         )  # fmt: skip
+        return fill_slots(lane)
 
     def admission_step(lane: _Lane) -> _Lane:
         scenario, options, terms = lane.scenario, lane.options, lane.terms
         servers = scenario.servers
-        movers = _movers(settings, num_servers, lane.turn)
-        price_crb, price_rrb = jax.vmap(partial(prices_at, servers))(
-            _turn_markets(servers, settings, lane.steps, movers)
-        )
+        playing = lane.slot_market < num_markets
+        slot_steps = lane.markets.steps[jnp.minimum(lane.slot_market, num_markets - 1)]
+        price_crb, price_rrb = jax.vmap(partial(prices_at, servers))(slot_steps)
 
         def one_pass(price_crb, price_rrb, admission):
             respond = responder(scenario, options, settings, price_crb, price_rrb, terms)
@@ -366,23 +421,38 @@ def play_queue(
                 partial(jnp.where, admitting(scenario, admission)), after, admission
             )
 
-        markets = jax.vmap(one_pass)(price_crb, price_rrb, lane.markets)
-        settled = ~jnp.any(jax.vmap(partial(admitting, scenario))(markets))
+        slots = jax.vmap(one_pass)(price_crb, price_rrb, lane.slots)
+        settles = playing & ~jax.vmap(partial(admitting, scenario))(slots)
         utility, crbs, rrbs = jax.vmap(partial(server_sales, scenario))(
-            markets.choice, price_crb, price_rrb
+            slots.choice, price_crb, price_rrb
         )
-        steps = _turn_outcome(servers, settings, lane.steps, movers, utility, crbs + rrbs)
-        round_ends = settled & (lane.turn == turns - 1)
-        state = jax.tree.map(
-            partial(jnp.where, round_ends), end_round(settings, lane.state, steps), lane.state
+        into = jnp.where(settles, lane.slot_market, num_markets)  # settled slots' markets
+        markets = _Turn(
+            steps=lane.markets.steps,
+            utility=lane.markets.utility.at[into].set(utility, mode="drop"),
+            sold=lane.markets.sold.at[into].set(crbs + rrbs, mode="drop"),
+            known=lane.markets.known.at[into].set(True, mode="drop"),
         )
-        following = dataclasses.replace(
-            lane, state=state, steps=steps, turn=(lane.turn + 1) % turns,
-            markets=open_markets(scenario),
+        lane = dataclasses.replace(
+            lane, markets=markets, slots=slots,
+            slot_market=jnp.where(settles, num_markets, lane.slot_market),
         )  # fmt: skip
-        return jax.tree.map(
-            partial(jnp.where, settled), following, dataclasses.replace(lane, markets=markets)
+
+        # A turn whose markets are all known is decided, and the next one opened.
+        movers = _movers(settings, num_servers, lane.turn)
+        steps = _turn_outcome(servers, settings, lane.steps, movers, markets.utility, markets.sold)
+        decided = jnp.all(markets.known)
+        round_ends = decided & (lane.turn == turns - 1)
+        following = dataclasses.replace(
+            lane,
+            state=jax.tree.map(
+                partial(jnp.where, round_ends), end_round(settings, lane.state, steps), lane.state
+            ),
+            steps=steps,
+            turn=(lane.turn + 1) % turns,
+            markets=_open_turn(servers, settings, steps, (lane.turn + 1) % turns, markets),
         )
+        return fill_slots(jax.tree.map(partial(jnp.where, decided), following, lane))
 
     def busy(carry):
         lane, *_ = carry
@@ -402,9 +472,7 @@ def play_queue(
             )
             queued = jnp.cumsum(ended, dtype=jnp.int32)  # the k-th lane to end takes the k-th game
             fresh = jax.vmap(opened)(jnp.where(ended, waiting + queued - 1, lane.game))
-            lane = jax.tree.map(
-                lambda f, s: jnp.where(ended.reshape(-1, *(1,) * (s.ndim - 1)), f, s), fresh, lane
-            )
+            lane = jax.tree.map(partial(_where_rows, ended), fresh, lane)
             return lane, waiting + queued[-1], final
 
         # Most steps end no game: skip the gathers then.
@@ -416,6 +484,11 @@ def play_queue(
 
     # Under user-only no game is played at all.
     return jax.lax.cond(jnp.any(first.running), queue, lambda first: first, first)
+
+
+def _where_rows(rows, new, old):
+    """``new`` in the rows (leading axis) where ``rows`` holds, ``old`` elsewhere."""
+    return jnp.where(rows.reshape(-1, *(1,) * (new.ndim - 1)), new, old)
 
 
 def _binary_search(predicate, low, high):
