@@ -16,6 +16,8 @@ rule, and device gains of 0 up to rounding by the admission rule.
 
 from __future__ import annotations
 
+from functools import partial
+
 import jax
 import jax.numpy as jnp
 
@@ -42,36 +44,40 @@ def device_gains(scenario: Scenario, options: Options, price_crb, price_rrb, cho
     return jnp.where(scenario.devices.active, jnp.maximum(best.utility - current, 0.0), 0.0)
 
 
-def server_gains(
-    scenario: Scenario,
-    options: Options,
-    settings: GameSettings,
-    price_crb,
-    price_rrb,
-    choice: Choice | None = None,
-):
-    """(S,) the most each server could gain by one price step of Algorithm 1, >= 0.
-
-    ``choice`` is the devices' market at these prices, computed here if not given."""
+def settled_market(
+    scenario: Scenario, options: Options, settings: GameSettings, price_crb, price_rrb
+) -> tuple[Choice, jax.Array]:
+    """The devices' market at these prices, and (S,) the most each server could gain by
+    one price step of Algorithm 1, >= 0: the market and the S·C markets of the moves
+    played side by side, as one vmapped market."""
     servers = scenario.servers
-    if choice is None:
-        choice = market(scenario, options, settings, price_crb, price_rrb)
-    current, _, _ = server_sales(scenario, choice, price_crb, price_rrb)
     # A move of -1 step is a price rise, as in the game's step grid.
-    moves = -jnp.asarray(settings.moves, price_crb.dtype)
+    moves = -jnp.asarray(settings.moves, price_crb.dtype)  # (C, 2)
 
-    def gain(server, move):
-        step = servers.price_step[server]
-        top = servers.max_price[server]
-        crb = price_crb.at[server].set(jnp.clip(price_crb[server] + move[0] * step, 0.0, top))
-        rrb = price_rrb.at[server].set(jnp.clip(price_rrb[server] + move[1] * step, 0.0, top))
-        utility, _, _ = server_sales(
-            scenario, market(scenario, options, settings, crb, rrb), crb, rrb
+    def moved(server, move):
+        step, top = servers.price_step[server], servers.max_price[server]
+        return (
+            price_crb.at[server].set(jnp.clip(price_crb[server] + move[0] * step, 0.0, top)),
+            price_rrb.at[server].set(jnp.clip(price_rrb[server] + move[1] * step, 0.0, top)),
         )
-        return utility[server] - current[server]
 
-    gains = jax.vmap(lambda s: jax.vmap(lambda m: gain(s, m))(moves))(
+    tried_crb, tried_rrb = jax.vmap(lambda s: jax.vmap(lambda m: moved(s, m))(moves))(
         jnp.arange(servers.num_servers)
-    )
+    )  # (S, C, S) each
+    crb = jnp.concatenate([price_crb[None], tried_crb.reshape(-1, servers.num_servers)])
+    rrb = jnp.concatenate([price_rrb[None], tried_rrb.reshape(-1, servers.num_servers)])
+    choices = jax.vmap(lambda c, r: market(scenario, options, settings, c, r))(crb, rrb)
+    utility, _, _ = jax.vmap(partial(server_sales, scenario))(choices, crb, rrb)
+    tried = utility[1:].reshape(servers.num_servers, moves.shape[0], servers.num_servers)
+    own = jnp.diagonal(tried, axis1=0, axis2=2).T  # (S, C): server s's utility after its moves
+    gains = jnp.max(own, axis=1) - utility[0]
     plays = servers.active & options.servers_play
-    return jnp.where(plays, jnp.maximum(jnp.max(gains, axis=1), 0.0), 0.0)
+    choice = jax.tree.map(lambda x: x[0], choices)
+    return choice, jnp.where(plays, jnp.maximum(gains, 0.0), 0.0)
+
+
+def server_gains(
+    scenario: Scenario, options: Options, settings: GameSettings, price_crb, price_rrb
+):
+    """(S,) the most each server could gain by one price step of Algorithm 1, >= 0."""
+    return settled_market(scenario, options, settings, price_crb, price_rrb)[1]

@@ -15,9 +15,9 @@ import jax
 import jax.numpy as jnp
 
 from edgesplit.best_response import Choice
-from edgesplit.certificate import device_gains, server_gains
+from edgesplit.certificate import device_gains, settled_market
 from edgesplit.config import GameSettings
-from edgesplit.price_game import Status, market, play, play_queue, prices_at, server_sales
+from edgesplit.price_game import Status, play, play_queue, prices_at, server_sales
 from edgesplit.scenario import Scenario
 from edgesplit.schemes import scheme_options
 
@@ -49,7 +49,7 @@ class Solution:
 
 
 def _settle(scenario, options, settings, price_crb, price_rrb, rounds, status) -> Solution:
-    choice = market(scenario, options, settings, price_crb, price_rrb)
+    choice, server_gain = settled_market(scenario, options, settings, price_crb, price_rrb)
     utility, crbs_sold, rrbs_sold = server_sales(scenario, choice, price_crb, price_rrb)
     return Solution(
         devices=choice,
@@ -61,9 +61,7 @@ def _settle(scenario, options, settings, price_crb, price_rrb, rounds, status) -
         rounds=rounds,
         status=status,
         device_violation=jnp.max(device_gains(scenario, options, price_crb, price_rrb, choice)),
-        server_violation=jnp.max(
-            server_gains(scenario, options, settings, price_crb, price_rrb, choice)
-        ),
+        server_violation=jnp.max(server_gain),
     )
 
 
