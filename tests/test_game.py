@@ -11,9 +11,9 @@ import reference
 from conftest import random_problem
 from edgesplit.admission import respond_with_admission
 from edgesplit.best_response import IDLE, Choice
-from edgesplit.certificate import device_gains, server_gains
+from edgesplit.certificate import device_gains, moved_prices, server_gains
 from edgesplit.config import GameSettings
-from edgesplit.price_game import Status, market, prices_at
+from edgesplit.price_game import Status, market, markets_at, prices_at
 from edgesplit.scenario import pad_scenario, stack, unstack
 from edgesplit.scenario_file import parse_scenario
 from edgesplit.schemes import Scheme, scheme_options
@@ -168,8 +168,15 @@ def judge_zero_price_choices(scenario, price_crb, price_rrb):
     return (
         choice,
         device_gains(scenario, options, price_crb, price_rrb, choice),
-        server_gains(scenario, options, settings, price_crb, price_rrb),
-    )
+        server_gains(
+            scenario.servers,
+            options,
+            markets_at(
+                scenario, options, settings,
+                *moved_prices(scenario.servers, settings, price_crb, price_rrb),
+            )[1],
+        ),
+    )  # fmt: skip
 
 
 def test_certificate_equals_the_reference_deviations(rng):

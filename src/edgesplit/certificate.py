@@ -6,8 +6,8 @@ A solution is an equilibrium when
   server, split and purchase that fits in what the server has left once the other
   devices' purchases are counted, all-local, or idle; and
 * no server can raise its utility (eq. 11) by moving its price one step Δ (the moves
-  of Algorithm 1, clipped to [0, max_price]), the devices best-responding with
-  admission.
+  of Algorithm 1, clipped to [0, max_price]; after a game, the moves on its price
+  grid, as its rounds try them), the devices best-responding with admission.
 
 The certificate is the largest gain any player could get that way (0 at an exact
 equilibrium). A converged game has server gains of at most ``min_gain`` by its stop
@@ -16,15 +16,13 @@ rule, and device gains of 0 up to rounding by the admission rule.
 
 from __future__ import annotations
 
-from functools import partial
-
 import jax
 import jax.numpy as jnp
 
 from edgesplit.best_response import Choice, choice_utility, choose, offload_options_exact
 from edgesplit.config import GameSettings
-from edgesplit.price_game import market, server_sales
-from edgesplit.scenario import Scenario
+from edgesplit.price_game import server_sales
+from edgesplit.scenario import Scenario, Servers
 from edgesplit.schemes import Options
 
 
@@ -44,13 +42,10 @@ def device_gains(scenario: Scenario, options: Options, price_crb, price_rrb, cho
     return jnp.where(scenario.devices.active, jnp.maximum(best.utility - current, 0.0), 0.0)
 
 
-def settled_market(
-    scenario: Scenario, options: Options, settings: GameSettings, price_crb, price_rrb
-) -> tuple[Choice, jax.Array]:
-    """The devices' market at these prices, and (S,) the most each server could gain by
-    one price step of Algorithm 1, >= 0: the market and the S·C markets of the moves
-    played side by side, as one vmapped market."""
-    servers = scenario.servers
+def moved_prices(servers: Servers, settings: GameSettings, price_crb, price_rrb):
+    """(1 + S·C, S) CRB and RRB prices: these, then each server's C moves of Algorithm 1
+    one at a time, Δ up or down clipped to [0, max_price]. For prices off a game's grid;
+    a game's own are :func:`~edgesplit.price_game.final_markets`."""
     # A move of -1 step is a price rise, as in the game's step grid.
     moves = -jnp.asarray(settings.moves, price_crb.dtype)  # (C, 2)
 
@@ -61,23 +56,22 @@ def settled_market(
             price_rrb.at[server].set(jnp.clip(price_rrb[server] + move[1] * step, 0.0, top)),
         )
 
-    tried_crb, tried_rrb = jax.vmap(lambda s: jax.vmap(lambda m: moved(s, m))(moves))(
+    tried = jax.vmap(lambda s: jax.vmap(lambda m: moved(s, m))(moves))(
         jnp.arange(servers.num_servers)
     )  # (S, C, S) each
-    crb = jnp.concatenate([price_crb[None], tried_crb.reshape(-1, servers.num_servers)])
-    rrb = jnp.concatenate([price_rrb[None], tried_rrb.reshape(-1, servers.num_servers)])
-    choices = jax.vmap(lambda c, r: market(scenario, options, settings, c, r))(crb, rrb)
-    utility, _, _ = jax.vmap(partial(server_sales, scenario))(choices, crb, rrb)
-    tried = utility[1:].reshape(servers.num_servers, moves.shape[0], servers.num_servers)
+    return tuple(
+        jnp.concatenate([price[None], moved.reshape(-1, servers.num_servers)])
+        for price, moved in zip((price_crb, price_rrb), tried, strict=True)
+    )
+
+
+def server_gains(servers: Servers, options: Options, utility):
+    """(S,) the most each server could gain by one price move, >= 0, from each server's
+    utility (1 + S·C, S) in the market at the prices and after each server's C moves
+    (:func:`moved_prices` or :func:`~edgesplit.price_game.final_markets`)."""
+    num_servers = servers.num_servers
+    tried = utility[1:].reshape(num_servers, -1, num_servers)
     own = jnp.diagonal(tried, axis1=0, axis2=2).T  # (S, C): server s's utility after its moves
     gains = jnp.max(own, axis=1) - utility[0]
     plays = servers.active & options.servers_play
-    choice = jax.tree.map(lambda x: x[0], choices)
-    return choice, jnp.where(plays, jnp.maximum(gains, 0.0), 0.0)
-
-
-def server_gains(
-    scenario: Scenario, options: Options, settings: GameSettings, price_crb, price_rrb
-):
-    """(S,) the most each server could gain by one price step of Algorithm 1, >= 0."""
-    return settled_market(scenario, options, settings, price_crb, price_rrb)[1]
+    return jnp.where(plays, jnp.maximum(gains, 0.0), 0.0)

@@ -44,6 +44,7 @@ from edgesplit.admission import (
     Admission,
     admission_pass,
     admitting,
+    idle_choice,
     open_market,
     respond_with_admission,
 )
@@ -301,29 +302,65 @@ def play(scenario: Scenario, options: Options, settings: GameSettings) -> GameSt
     )
 
 
+def markets_at(scenario: Scenario, options: Options, settings: GameSettings, price_crb, price_rrb):
+    """The devices' markets at K price vectors, (K, S) each: their choices (leading axes
+    K, M) and each server's utility in each (K, S), as one vmapped market."""
+    choices = jax.vmap(lambda c, r: market(scenario, options, settings, c, r))(price_crb, price_rrb)
+    utility, _, _ = jax.vmap(partial(server_sales, scenario))(choices, price_crb, price_rrb)
+    return choices, utility
+
+
+def final_markets(servers: Servers, settings: GameSettings, steps):
+    """(1 + S·C, S, 2) the markets that certify a game ended at ``steps``: the prices as
+    they are, then each server's moves of Algorithm 1 (a simultaneous round's markets)."""
+    return _turn_markets(servers, settings, steps, jnp.arange(steps.shape[0]))
+
+
+@jax.tree_util.register_dataclass
+@dataclass(frozen=True)
+class Ending:
+    """How a game ended: its state, and the markets of :func:`final_markets`."""
+
+    state: GameState
+    choice: Choice  # (M,) the devices' market at the final prices
+    utility: jax.Array  # (1 + S·C, S) each server's utility in each final market
+
+
 @jax.tree_util.register_dataclass
 @dataclass(frozen=True)
 class _Turn:
-    """The markets of a turn of :func:`play_queue` and what is known of their sales."""
+    """The markets a lane of :func:`play_queue` plays in a turn, and what is known of them.
 
-    steps: jax.Array  # (T, S, 2) each market's price steps (:func:`_turn_markets`)
+    Markets a turn does not need (those past a sequential turn's 1 + C, the moves of a
+    server that does not play) are known from the start, with steps -1: no later turn
+    takes their results."""
+
+    steps: jax.Array  # (T, S, 2) each market's price steps
     utility: jax.Array  # (T, S) each server's utility (eq. 11) in each market
     sold: jax.Array  # (T, S) CRBs + RRBs each server sold in each market
-    known: jax.Array  # (T,) bool, the market's sales are in
+    choice: Choice  # (T, M) the devices' choices in each market
+    known: jax.Array  # (T,) bool, the market's results are in
 
 
-def _open_turn(servers: Servers, settings: GameSettings, steps, turn, previous: _Turn) -> _Turn:
-    """The markets of turn ``turn`` at ``steps``, with the sales of those that were
-    markets of the ``previous`` turn too. A price move of one server leaves most of the
+def _open_turn(markets, needed, previous: _Turn) -> _Turn:
+    """A turn of the ``markets`` (T, S, 2) marked ``needed`` (T,), with the results of
+    those the ``previous`` turn played. A price move of one server leaves most of the
     next round's markets already played: the prices as they were, and the move back."""
-    markets = _turn_markets(servers, settings, steps, _movers(settings, steps.shape[0], turn))
-    same = jnp.all(markets[:, None] == previous.steps[None], axis=(2, 3)) & previous.known[None]
+    markets = jnp.where(needed[:, None, None], markets, -1)
+    played = previous.known & (previous.steps[:, 0, 0] >= 0)
+    same = jnp.all(markets[:, None] == previous.steps[None], axis=(2, 3)) & played[None]
     source = jnp.argmax(same, axis=1)
-    return _Turn(markets, previous.utility[source], previous.sold[source], jnp.any(same, axis=1))
+    return _Turn(
+        steps=markets,
+        utility=previous.utility[source],
+        sold=previous.sold[source],
+        choice=jax.tree.map(lambda x: x[source], previous.choice),
+        known=jnp.any(same, axis=1) | ~needed,
+    )
 
 
 def _market_slots(settings: GameSettings, num_servers: int) -> int:
-    """Markets a lane of :func:`play_queue` works on at once: those of a turn that the
+    """Markets a lane of :func:`play_queue` plays at once: those of a turn that the
     previous turn has not played, when one server moved. Simultaneous: the prices as
     they are and the mover's move back were played; sequential: the prices as they are."""
     markets = 1 + _movers(settings, num_servers, 0).shape[0] * len(settings.moves)
@@ -342,76 +379,100 @@ class _Lane:
     state: GameState  # as at the start of the round
     steps: jax.Array  # (S, 2) the steps as at the start of the turn
     turn: jax.Array  # () int32, the turn under way
-    markets: _Turn  # its markets
+    ending: jax.Array  # () bool, the game has ended: the turn plays its final markets
+    markets: _Turn  # the turn's markets
     slot_market: jax.Array  # (L,) int32, the market each slot plays; T when free
     slots: Admission  # (L,) the slots' admission under way
 
 
-def play_queue(
-    scenarios: Scenario, options: Options, settings: GameSettings, lanes: int
-) -> GameState:
-    """Algorithm 1 for a batch of N games (leading axis) on ``lanes`` lanes, to its end.
+def play_queue(scenarios: Scenario, options: Options, settings: GameSettings, lanes: int) -> Ending:
+    """Algorithm 1 for a batch of N games (leading axis) on ``lanes`` lanes, to its end,
+    and the :func:`final_markets` of each game.
 
     ``vmap(play)`` would step every game until the longest one ends (a vmapped
     ``while_loop`` steps all lanes together), and every round until the market needing
     the most admission passes is settled. Here each lane has a few market slots, and
     each step makes one admission pass in every slot. A slot whose market is settled
     takes the turn's next market; a lane whose turn's markets are all settled decides
-    its turn and opens the next, and a lane whose game has ended takes the next
-    waiting game. A market the lane's previous turn played is not played again: after
-    a price move of one server, two of the 2S + 1 markets of a round were played in
-    the round before. So the loop runs for about the total admission passes of the
-    markets not yet played, over the slots. Each game follows exactly the rounds
-    :func:`play` would.
+    its turn and opens the next. A game that has ended plays its final markets in one
+    more turn, and its lane then takes the next waiting game. A market the lane's
+    previous turn played is not played again: after a price move of one server, two of
+    the 2S + 1 markets of a round were played in the round before, and a converged
+    game has played all its final markets. So the loop runs for about the total
+    admission passes of the markets not yet played, over the slots. Each game follows
+    exactly the rounds :func:`play` would.
     """
     count = jax.tree.leaves(scenarios)[0].shape[0]
     lanes = min(lanes, count)
     num_servers = scenarios.servers.crb_hz.shape[-1]
     turns = _turns(settings, num_servers)
-    num_markets = 1 + _movers(settings, num_servers, 0).shape[0] * len(settings.moves)
+    num_moves = len(settings.moves)
+    size = 1 + num_servers * num_moves  # markets of a turn, the final ones included
+    played = 1 + _movers(settings, num_servers, 0).shape[0] * num_moves  # of a turn of play
     num_slots = _market_slots(settings, num_servers)
     take = lambda tree, index: jax.tree.map(lambda x: x[index], tree)  # noqa: E731
+    stacked = lambda tree, n: jax.tree.map(lambda x: jnp.stack([x] * n), tree)  # noqa: E731
     first = jax.vmap(lambda sc, op: start(sc, op, settings))(scenarios, options)
     terms = jax.vmap(offload_terms)(scenarios)  # price-free: once per game
+    dtype = scenarios.servers.crb_hz.dtype
+    idle = idle_choice(scenarios.devices.arrival_rate.shape[-1], dtype)
+
+    def next_turn(lane: _Lane, steps, turn, ending, previous: _Turn) -> _Turn:
+        """The turn at ``steps``: the markets of play, or the final ones when ``ending``."""
+        servers = lane.scenario.servers
+        market = jnp.arange(size)
+        of_play = _turn_markets(servers, settings, steps, _movers(settings, num_servers, turn))
+        of_play = jnp.concatenate([of_play, jnp.zeros((size - played, *steps.shape), steps.dtype)])
+        plays = servers.active & lane.options.servers_play
+        # A final market moves server (t - 1) // C; only those of servers that play count.
+        needed = jnp.where(
+            ending,
+            (market == 0) | plays[jnp.maximum(market - 1, 0) // num_moves],
+            market < played,
+        )
+        markets = jnp.where(ending, final_markets(servers, settings, steps), of_play)
+        return _open_turn(markets, needed, previous)
 
     def fill_slots(lane: _Lane) -> _Lane:
         """Free slots take the turn's markets that are neither known nor being played,
         in order, each with a fresh admission."""
-        market = jnp.arange(num_markets)
+        market = jnp.arange(size)
         waiting = ~lane.markets.known & ~jnp.any(lane.slot_market[:, None] == market, axis=0)
-        free = lane.slot_market == num_markets
+        free = lane.slot_market == size
         rank = jnp.where(free, jnp.cumsum(free) - 1, -1)  # the k-th free slot
         order = jnp.cumsum(waiting) - 1  # takes the k-th waiting market
         match = waiting[None, :] & (order[None, :] == rank[:, None])  # (L, T)
         taken = jnp.any(match, axis=1)
         slot_market = jnp.where(taken, jnp.argmax(match, axis=1), lane.slot_market)
-        fresh = jax.tree.map(lambda x: jnp.stack([x] * num_slots), open_market(lane.scenario))
+        fresh = stacked(open_market(lane.scenario), num_slots)
         slots = jax.tree.map(partial(_where_rows, taken), fresh, lane.slots)
         return dataclasses.replace(lane, slot_market=slot_market.astype(jnp.int32), slots=slots)
 
     def opened(game) -> _Lane:
         here = jnp.minimum(game, count - 1)  # lanes past the last game idle on a copy
         scenario, state = take(scenarios, here), take(first, here)
-        dtype = scenario.servers.crb_hz.dtype
         nothing = _Turn(
-            steps=jnp.zeros((num_markets, num_servers, 2), jnp.int32),
-            utility=jnp.zeros((num_markets, num_servers), dtype),
-            sold=jnp.zeros((num_markets, num_servers), jnp.int32),
-            known=jnp.zeros(num_markets, bool),
+            steps=jnp.full((size, num_servers, 2), -1, jnp.int32),
+            utility=jnp.zeros((size, num_servers), dtype),
+            sold=jnp.zeros((size, num_servers), jnp.int32),
+            choice=stacked(idle, size),
+            known=jnp.zeros(size, bool),
         )
         lane = _Lane(
             game, scenario, take(options, here), take(terms, here), state, state.steps,
-            jnp.int32(0), _open_turn(scenario.servers, settings, state.steps, 0, nothing),
-            jnp.full(num_slots, num_markets, jnp.int32),
-            jax.tree.map(lambda x: jnp.stack([x] * num_slots), open_market(scenario)),
+            jnp.int32(0), ~state.running, nothing, jnp.full(num_slots, size, jnp.int32),
+            stacked(open_market(scenario), num_slots),
         )  # fmt: skip
+        lane = dataclasses.replace(
+            lane, markets=next_turn(lane, state.steps, 0, ~state.running, nothing)
+        )
         return fill_slots(lane)
 
     def admission_step(lane: _Lane) -> _Lane:
         scenario, options, terms = lane.scenario, lane.options, lane.terms
         servers = scenario.servers
-        playing = lane.slot_market < num_markets
-        slot_steps = lane.markets.steps[jnp.minimum(lane.slot_market, num_markets - 1)]
+        playing = lane.slot_market < size
+        slot_steps = lane.markets.steps[jnp.minimum(lane.slot_market, size - 1)]
         price_crb, price_rrb = jax.vmap(partial(prices_at, servers))(slot_steps)
 
         def one_pass(price_crb, price_rrb, admission):
@@ -426,32 +487,36 @@ def play_queue(
         utility, crbs, rrbs = jax.vmap(partial(server_sales, scenario))(
             slots.choice, price_crb, price_rrb
         )
-        into = jnp.where(settles, lane.slot_market, num_markets)  # settled slots' markets
+        into = jnp.where(settles, lane.slot_market, size)  # settled slots' markets
+        record = lambda turn, slot: turn.at[into].set(slot, mode="drop")  # noqa: E731
         markets = _Turn(
             steps=lane.markets.steps,
-            utility=lane.markets.utility.at[into].set(utility, mode="drop"),
-            sold=lane.markets.sold.at[into].set(crbs + rrbs, mode="drop"),
-            known=lane.markets.known.at[into].set(True, mode="drop"),
+            utility=record(lane.markets.utility, utility),
+            sold=record(lane.markets.sold, crbs + rrbs),
+            choice=jax.tree.map(record, lane.markets.choice, slots.choice),
+            known=record(lane.markets.known, True),
         )
         lane = dataclasses.replace(
             lane, markets=markets, slots=slots,
-            slot_market=jnp.where(settles, num_markets, lane.slot_market),
+            slot_market=jnp.where(settles, size, lane.slot_market),
         )  # fmt: skip
 
-        # A turn whose markets are all known is decided, and the next one opened.
+        # A turn of play whose markets are all known is decided, and the next one opened:
+        # the game's final markets once it has ended.
         movers = _movers(settings, num_servers, lane.turn)
-        steps = _turn_outcome(servers, settings, lane.steps, movers, markets.utility, markets.sold)
-        decided = jnp.all(markets.known)
-        round_ends = decided & (lane.turn == turns - 1)
-        following = dataclasses.replace(
-            lane,
-            state=jax.tree.map(
-                partial(jnp.where, round_ends), end_round(settings, lane.state, steps), lane.state
-            ),
-            steps=steps,
-            turn=(lane.turn + 1) % turns,
-            markets=_open_turn(servers, settings, steps, (lane.turn + 1) % turns, markets),
+        steps = _turn_outcome(
+            servers, settings, lane.steps, movers, markets.utility[:played], markets.sold[:played]
         )
+        round_ends = lane.turn == turns - 1
+        state = jax.tree.map(
+            partial(jnp.where, round_ends), end_round(settings, lane.state, steps), lane.state
+        )
+        turn = (lane.turn + 1) % turns
+        following = dataclasses.replace(
+            lane, state=state, steps=steps, turn=turn, ending=~state.running,
+            markets=next_turn(lane, steps, turn, ~state.running, markets),
+        )  # fmt: skip
+        decided = jnp.all(markets.known) & ~lane.ending
         return fill_slots(jax.tree.map(partial(jnp.where, decided), following, lane))
 
     def busy(carry):
@@ -461,14 +526,18 @@ def play_queue(
     def one_step(carry):
         lane, waiting, final = carry
         lane = jax.vmap(admission_step)(lane)
-        ended = (lane.game < count) & ~lane.state.running
+        ended = (lane.game < count) & lane.ending & jnp.all(lane.markets.known, axis=1)
 
         def next_games(carry):
             lane, waiting, final = carry
+            ending = Ending(
+                lane.state, jax.tree.map(lambda x: x[:, 0], lane.markets.choice),
+                lane.markets.utility,
+            )  # fmt: skip
             final = jax.tree.map(
                 lambda f, s: f.at[jnp.where(ended, lane.game, count)].set(s, mode="drop"),
                 final,
-                lane.state,
+                ending,
             )
             queued = jnp.cumsum(ended, dtype=jnp.int32)  # the k-th lane to end takes the k-th game
             fresh = jax.vmap(opened)(jnp.where(ended, waiting + queued - 1, lane.game))
@@ -478,12 +547,9 @@ def play_queue(
         # Most steps end no game: skip the gathers then.
         return jax.lax.cond(jnp.any(ended), next_games, lambda carry: carry, (lane, waiting, final))
 
-    def queue(first):
-        lane = jax.vmap(opened)(jnp.arange(lanes, dtype=jnp.int32))
-        return jax.lax.while_loop(busy, one_step, (lane, jnp.int32(lanes), first))[2]
-
-    # Under user-only no game is played at all.
-    return jax.lax.cond(jnp.any(first.running), queue, lambda first: first, first)
+    final = Ending(first, stacked(idle, count), jnp.zeros((count, size, num_servers), dtype))
+    lane = jax.vmap(opened)(jnp.arange(lanes, dtype=jnp.int32))
+    return jax.lax.while_loop(busy, one_step, (lane, jnp.int32(lanes), final))[2]
 
 
 def _where_rows(rows, new, old):

@@ -15,9 +15,17 @@ import jax
 import jax.numpy as jnp
 
 from edgesplit.best_response import Choice
-from edgesplit.certificate import device_gains, settled_market
+from edgesplit.certificate import device_gains, moved_prices, server_gains
 from edgesplit.config import GameSettings
-from edgesplit.price_game import Status, play, play_queue, prices_at, server_sales
+from edgesplit.price_game import (
+    Status,
+    final_markets,
+    markets_at,
+    play,
+    play_queue,
+    prices_at,
+    server_sales,
+)
 from edgesplit.scenario import Scenario
 from edgesplit.schemes import scheme_options
 
@@ -48,8 +56,12 @@ class Solution:
         return jnp.maximum(self.device_violation, self.server_violation)
 
 
-def _settle(scenario, options, settings, price_crb, price_rrb, rounds, status) -> Solution:
-    choice, server_gain = settled_market(scenario, options, settings, price_crb, price_rrb)
+def _solution(
+    scenario, options, price_crb, price_rrb, choice, market_utility, rounds, status
+) -> Solution:
+    """The solution whose devices settled on ``choice`` at these prices; the servers'
+    utility in the market there and after each of their moves is ``market_utility``
+    (1 + S·C, S)."""
     utility, crbs_sold, rrbs_sold = server_sales(scenario, choice, price_crb, price_rrb)
     return Solution(
         devices=choice,
@@ -61,7 +73,7 @@ def _settle(scenario, options, settings, price_crb, price_rrb, rounds, status) -
         rounds=rounds,
         status=status,
         device_violation=jnp.max(device_gains(scenario, options, price_crb, price_rrb, choice)),
-        server_violation=jnp.max(server_gain),
+        server_violation=jnp.max(server_gains(scenario.servers, options, market_utility)),
     )
 
 
@@ -70,8 +82,17 @@ def solve(scenario: Scenario, scheme, settings: GameSettings = GameSettings()) -
     """Play Algorithm 1 under ``scheme`` (a :class:`~edgesplit.schemes.Scheme` or its int)."""
     options = scheme_options(scenario, jnp.asarray(scheme, jnp.int32))
     game = play(scenario, options, settings)
+    choices, utility = markets_at(
+        scenario, options, settings,
+        *jax.vmap(partial(prices_at, scenario.servers))(
+            final_markets(scenario.servers, settings, game.steps)
+        ),
+    )  # fmt: skip
     price_crb, price_rrb = prices_at(scenario.servers, game.steps)
-    return _settle(scenario, options, settings, price_crb, price_rrb, game.rounds, game.status)
+    return _solution(
+        scenario, options, price_crb, price_rrb, jax.tree.map(lambda x: x[0], choices), utility,
+        game.rounds, game.status,
+    )  # fmt: skip
 
 
 def solve_batch(
@@ -83,26 +104,14 @@ def solve_batch(
     ends (:func:`~edgesplit.price_game.play_queue`). The games are those of
     ``vmap(solve)``: the same rounds, status and choices, and floats equal to rounding
     (the programs are fused differently); sooner when game lengths vary."""
-    count = jax.tree.leaves(scenarios)[0].shape[0]
     scheme = jnp.asarray(scheme, jnp.int32)
     options = jax.vmap(lambda scenario: scheme_options(scenario, scheme))(scenarios)
-    game = play_queue(scenarios, options, settings, lanes)
-    price_crb, price_rrb = jax.vmap(prices_at)(scenarios.servers, game.steps)
-    # A batch's admission loops run as many passes as its slowest market needs, so the
-    # games are settled a few per lane at a time (64 on CPU: faster than 16 or 256),
-    # padded with copies of the last game to whole batches (a partial batch would be
-    # compiled a second time).
-    batch = min(4 * lanes, count)
-    padded = jnp.minimum(jnp.arange(-(-count // batch) * batch), count - 1)
-    settled = jax.lax.map(
-        lambda args: _settle(args[0], args[1], settings, *args[2:]),
-        jax.tree.map(
-            lambda x: x[padded],
-            (scenarios, options, price_crb, price_rrb, game.rounds, game.status),
-        ),
-        batch_size=batch,
-    )
-    return jax.tree.map(lambda x: x[:count], settled)
+    ending = play_queue(scenarios, options, settings, lanes)
+    price_crb, price_rrb = jax.vmap(prices_at)(scenarios.servers, ending.state.steps)
+    return jax.vmap(_solution)(
+        scenarios, options, price_crb, price_rrb, ending.choice, ending.utility,
+        ending.state.rounds, ending.state.status,
+    )  # fmt: skip
 
 
 @partial(jax.jit, static_argnames="settings")
@@ -112,8 +121,12 @@ def solve_at_prices(
     """The devices' response (with admission) to given prices; no price game."""
     options = scheme_options(scenario, jnp.asarray(scheme, jnp.int32))
     dtype = scenario.servers.crb_hz.dtype
-    return _settle(
+    price_crb, price_rrb = jnp.asarray(price_crb, dtype), jnp.asarray(price_rrb, dtype)
+    choices, utility = markets_at(
         scenario, options, settings,
-        jnp.asarray(price_crb, dtype), jnp.asarray(price_rrb, dtype),
+        *moved_prices(scenario.servers, settings, price_crb, price_rrb),
+    )  # fmt: skip
+    return _solution(
+        scenario, options, price_crb, price_rrb, jax.tree.map(lambda x: x[0], choices), utility,
         jnp.int32(0), jnp.int32(Status.FIXED_PRICES),
     )  # fmt: skip
