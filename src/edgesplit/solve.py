@@ -101,9 +101,15 @@ def solve_batch(
     """:func:`solve` for a batch of scenarios (leading axis), all under ``scheme``.
 
     The price games share ``lanes`` lanes, each lane taking the next game when its own
-    ends (:func:`~edgesplit.price_game.play_queue`). The games are those of
-    ``vmap(solve)``: the same rounds, status and choices, and floats equal to rounding
-    (the programs are fused differently); sooner when game lengths vary."""
+    ends (:func:`~edgesplit.price_game.play_queue`), and the final markets come from
+    the markets the queue played (all of them, for a converged game). The games are
+    those of ``vmap(solve)``: the same rounds, status and choices, and floats equal to
+    rounding (the programs are fused differently); sooner when game lengths vary. The
+    one exception is a market at a near-tie (two requests of equal profit, a device
+    indifferent between options), which rounding can settle either way: ``solve``
+    plays its final markets again, with its own rounding, where the queue reuses
+    those its rounds played, so a converged game's server gains are those its stop
+    rule saw."""
     scheme = jnp.asarray(scheme, jnp.int32)
     options = jax.vmap(lambda scenario: scheme_options(scenario, scheme))(scenarios)
     ending = play_queue(scenarios, options, settings, lanes)
