@@ -60,8 +60,8 @@ def moved_prices(servers: Servers, settings: GameSettings, price_crb, price_rrb)
         jnp.arange(servers.num_servers)
     )  # (S, C, S) each
     return tuple(
-        jnp.concatenate([price[None], moved.reshape(-1, servers.num_servers)])
-        for price, moved in zip((price_crb, price_rrb), tried, strict=True)
+        jnp.concatenate([price[None], moves_of.reshape(-1, servers.num_servers)])
+        for price, moves_of in zip((price_crb, price_rrb), tried, strict=True)
     )
 
 
