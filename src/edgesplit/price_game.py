@@ -209,14 +209,8 @@ def _play_turn(scenario: Scenario, options: Options, settings: GameSettings, ste
     servers = scenario.servers
     movers = _movers(settings, servers.num_servers, turn)
     markets = _turn_markets(servers, settings, steps, movers)
-
-    def sales(market_steps):
-        price_crb, price_rrb = prices_at(servers, market_steps)
-        choice = market(scenario, options, settings, price_crb, price_rrb)
-        utility, crbs, rrbs = server_sales(scenario, choice, price_crb, price_rrb)
-        return utility, crbs + rrbs
-
-    utility, sold = jax.vmap(sales)(markets)
+    prices = jax.vmap(partial(prices_at, servers))(markets)
+    _, utility, sold = markets_at(scenario, options, settings, *prices)
     return _turn_outcome(servers, settings, steps, movers, utility, sold)
 
 
@@ -304,10 +298,11 @@ def play(scenario: Scenario, options: Options, settings: GameSettings) -> GameSt
 
 def markets_at(scenario: Scenario, options: Options, settings: GameSettings, price_crb, price_rrb):
     """The devices' markets at K price vectors, (K, S) each: their choices (leading axes
-    K, M) and each server's utility in each (K, S), as one vmapped market."""
+    K, M), and each server's utility and CRBs + RRBs sold in each (K, S), as one
+    vmapped market."""
     choices = jax.vmap(lambda c, r: market(scenario, options, settings, c, r))(price_crb, price_rrb)
-    utility, _, _ = jax.vmap(partial(server_sales, scenario))(choices, price_crb, price_rrb)
-    return choices, utility
+    utility, crbs, rrbs = jax.vmap(partial(server_sales, scenario))(choices, price_crb, price_rrb)
+    return choices, utility, crbs + rrbs
 
 
 def final_markets(servers: Servers, settings: GameSettings, steps):
@@ -359,11 +354,11 @@ def _open_turn(markets, needed, previous: _Turn) -> _Turn:
     )
 
 
-def _market_slots(settings: GameSettings, num_servers: int) -> int:
-    """Markets a lane of :func:`play_queue` plays at once: those of a turn that the
-    previous turn has not played, when one server moved. Simultaneous: the prices as
-    they are and the mover's move back were played; sequential: the prices as they are."""
-    markets = 1 + _movers(settings, num_servers, 0).shape[0] * len(settings.moves)
+def _market_slots(settings: GameSettings, markets: int) -> int:
+    """Markets a lane of :func:`play_queue` plays at once: those of a turn of ``markets``
+    that the previous turn has not played, when one server moved. Simultaneous: the
+    prices as they are and the mover's move back were played; sequential: the prices
+    as they are."""
     return max(markets - (2 if settings.update == "simultaneous" else 1), 1)
 
 
@@ -409,7 +404,7 @@ def play_queue(scenarios: Scenario, options: Options, settings: GameSettings, la
     num_moves = len(settings.moves)
     size = 1 + num_servers * num_moves  # markets of a turn, the final ones included
     played = 1 + _movers(settings, num_servers, 0).shape[0] * num_moves  # of a turn of play
-    num_slots = _market_slots(settings, num_servers)
+    num_slots = _market_slots(settings, played)
     take = lambda tree, index: jax.tree.map(lambda x: x[index], tree)  # noqa: E731
     stacked = lambda tree, n: jax.tree.map(lambda x: jnp.stack([x] * n), tree)  # noqa: E731
     first = jax.vmap(lambda sc, op: start(sc, op, settings))(scenarios, options)

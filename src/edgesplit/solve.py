@@ -82,7 +82,7 @@ def solve(scenario: Scenario, scheme, settings: GameSettings = GameSettings()) -
     """Play Algorithm 1 under ``scheme`` (a :class:`~edgesplit.schemes.Scheme` or its int)."""
     options = scheme_options(scenario, jnp.asarray(scheme, jnp.int32))
     game = play(scenario, options, settings)
-    choices, utility = markets_at(
+    choices, utility, _ = markets_at(
         scenario, options, settings,
         *jax.vmap(partial(prices_at, scenario.servers))(
             final_markets(scenario.servers, settings, game.steps)
@@ -128,7 +128,7 @@ def solve_at_prices(
     options = scheme_options(scenario, jnp.asarray(scheme, jnp.int32))
     dtype = scenario.servers.crb_hz.dtype
     price_crb, price_rrb = jnp.asarray(price_crb, dtype), jnp.asarray(price_rrb, dtype)
-    choices, utility = markets_at(
+    choices, utility, _ = markets_at(
         scenario, options, settings,
         *moved_prices(scenario.servers, settings, price_crb, price_rrb),
     )  # fmt: skip
