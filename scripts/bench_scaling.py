@@ -58,9 +58,10 @@ def cpu_model() -> str:
 
 
 def partition_probe(sweep) -> dict[str, float]:
-    """Seconds for one chunk on every local device, compiled beforehand: edgesplit's
-    default (shard_map, a game queue per device), shard_map with plain vmapped game
-    loops, and jit's automatic partitioning of the same vmapped loops."""
+    """Seconds to solve one chunk's sampled topologies on every local device, compiled
+    beforehand: edgesplit's default (shard_map, a game queue per device), shard_map
+    with plain vmapped game loops, and jit's automatic partitioning of the same
+    vmapped loops."""
     import jax
     import numpy as np
     from jax.sharding import NamedSharding
@@ -75,20 +76,21 @@ def partition_probe(sweep) -> dict[str, float]:
     games = len(indices) * math.prod(sweep.grid_shape)
     # As many lanes as games: no lane ever takes a second game, i.e. vmapped loops.
     vmapped = chunk_solver(sweep, game_lanes=games // len(devices)).run
-    program, schemes = chunk_program(sweep, game_lanes=games)
+    _, solve, schemes = chunk_program(sweep, game_lanes=games)
     mesh = jax.sharding.Mesh(np.array(devices), ("topology",))
     automatic = jax.jit(
-        program, in_shardings=(NamedSharding(mesh, P("topology")), NamedSharding(mesh, P()))
+        solve, in_shardings=(NamedSharding(mesh, P("topology")), NamedSharding(mesh, P()))
     )
+    topologies = solver.sample(indices)
     seconds = {}
     for name, run in [
         ("shard_map, game queues", solver.run),
         ("shard_map, vmapped loops", vmapped),
         ("automatic partitioning, vmapped loops", automatic),
     ]:
-        jax.block_until_ready(run(indices, schemes))  # compile
+        jax.block_until_ready(run(topologies, schemes))  # compile
         began = time.perf_counter()
-        jax.block_until_ready(run(indices, schemes))
+        jax.block_until_ready(run(topologies, schemes))
         seconds[name] = time.perf_counter() - began
     return seconds
 

@@ -1,7 +1,9 @@
-"""Shared test set-up: float64, and random scenario files for the reference checks."""
+"""Shared test set-up: float64, a private compile cache, and random scenario files for
+the reference checks."""
 
 from __future__ import annotations
 
+import os
 import zlib
 
 import jax
@@ -9,6 +11,21 @@ import numpy as np
 import pytest
 
 jax.config.update("jax_enable_x64", True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_compile_cache(tmp_path_factory):
+    """The command lines the tests run keep their compiled programs in a temporary
+    directory, not in the user's cache."""
+    from edgesplit.compile_cache import ENVIRONMENT
+
+    before = os.environ.get(ENVIRONMENT)
+    os.environ[ENVIRONMENT] = str(tmp_path_factory.mktemp("xla"))
+    yield
+    if before is None:
+        del os.environ[ENVIRONMENT]
+    else:
+        os.environ[ENVIRONMENT] = before
 
 
 def random_problem(

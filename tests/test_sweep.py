@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ import xarray as xr
 import zarr
 
 from edgesplit.analysis import summary, summary_table
+from edgesplit.compile_cache import ENVIRONMENT, cache_directory
 from edgesplit.errors import InputError
 from edgesplit.plotting import plot_store
 from edgesplit.runner import run_sweep
@@ -256,7 +258,36 @@ def test_chunks_reuse_one_compilation():
     solver = chunk_solver(sweep)
     for start in (0, 2, 4):
         solver(start)
+    assert solver.sample._cache_size() == 1
     assert solver.run._cache_size() == 1
+
+
+def test_a_rerun_loads_its_programs_from_the_compile_cache(tiny_store, tmp_path):
+    sweep_file = tmp_path / "tiny.toml"
+    sweep_file.write_text(TINY)
+    cache = tmp_path / "xla"
+    env = {**os.environ, ENVIRONMENT: str(cache), "JAX_LOG_COMPILES": "1"}
+    runs = [
+        edgesplit("run", str(sweep_file), "--out", str(tmp_path / f"{n}.zarr"), "--quiet", env=env)
+        for n in ("first", "second")
+    ]
+    assert [run.returncode for run in runs] == [0, 0], runs[0].stderr + runs[1].stderr
+    hit = "Persistent compilation cache hit for 'jit_solve_chunk'"
+    assert hit not in runs[0].stderr and hit in runs[1].stderr
+    assert list(cache.glob("jit_solve_chunk-*"))
+    # A loaded program computes what a freshly compiled one does, bit for bit.
+    assert_same_store(arrays(tiny_store), arrays(tmp_path / "second.zarr"))
+
+
+def test_compile_cache_location(monkeypatch, tmp_path):
+    monkeypatch.setenv(ENVIRONMENT, "off")
+    assert cache_directory() is None
+    monkeypatch.setenv(ENVIRONMENT, str(tmp_path))
+    assert cache_directory() == tmp_path
+    monkeypatch.delenv(ENVIRONMENT)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    # One directory per kind of processor: XLA compiles for the host's instruction set.
+    assert cache_directory().parent == tmp_path / "edgesplit" / "xla"
 
 
 def test_rerun_changes_nothing_and_other_sweeps_are_refused(tiny_store, tmp_path):

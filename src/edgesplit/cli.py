@@ -174,8 +174,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     import jax
 
+    from edgesplit.compile_cache import enable_compile_cache
+
     # Single solves and their reference checks run in float64.
     jax.config.update("jax_enable_x64", True)
+    enable_compile_cache()
     try:
         return args.run(args)
     except InputError as err:
