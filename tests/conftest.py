@@ -3,7 +3,6 @@ the reference checks."""
 
 from __future__ import annotations
 
-import os
 import zlib
 
 import jax
@@ -19,13 +18,9 @@ def private_compile_cache(tmp_path_factory):
     directory, not in the user's cache."""
     from edgesplit.compile_cache import ENVIRONMENT
 
-    before = os.environ.get(ENVIRONMENT)
-    os.environ[ENVIRONMENT] = str(tmp_path_factory.mktemp("xla"))
-    yield
-    if before is None:
-        del os.environ[ENVIRONMENT]
-    else:
-        os.environ[ENVIRONMENT] = before
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(ENVIRONMENT, str(tmp_path_factory.mktemp("xla")))
+        yield
 
 
 def random_problem(

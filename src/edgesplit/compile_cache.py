@@ -1,6 +1,6 @@
 """Compiled programs kept on disk: a rerun, a resumed sweep or a second worker on the
 same machine loads its programs instead of compiling them again (JAX's persistent
-compilation cache; about 9 s of a cold Fig. 3 sweep is compilation).
+compilation cache; 7-10 s of a cold Fig. 3 sweep is compilation).
 
 The command line turns it on; the library leaves JAX's settings alone. The cache is
 ``$EDGESPLIT_COMPILE_CACHE`` (``off`` turns it off), else
@@ -8,7 +8,7 @@ The command line turns it on; the library leaves JAX's settings alone. The cache
 MACHINE names the processor's architecture and instruction-set extensions: XLA compiles
 for the host it runs on, so nodes of a cluster sharing a home directory keep their
 programs apart. A cache JAX was already given (``JAX_COMPILATION_CACHE_DIR``) is used
-as it is. Entries are about 1 MB per sweep shape and are never evicted; delete the
+as it is. Entries are about 0.5 MB per sweep shape and are never evicted; delete the
 directory to reclaim the space. Anyone who can write to the cache can make edgesplit
 run their code, so keep it private.
 """
@@ -47,15 +47,11 @@ def cache_directory() -> Path | None:
     return home / "edgesplit" / "xla" / _machine()
 
 
-def enable_compile_cache() -> str | None:
+def enable_compile_cache() -> None:
     """Point JAX's persistent compilation cache at :func:`cache_directory`, unless JAX
-    already has one; the directory in use, or None. Call before the first compilation."""
+    already has one. Call before the first compilation."""
     import jax
 
-    if jax.config.jax_compilation_cache_dir:
-        return jax.config.jax_compilation_cache_dir
     directory = cache_directory()
-    if directory is None:
-        return None
-    jax.config.update("jax_compilation_cache_dir", str(directory))
-    return str(directory)
+    if directory is not None and not jax.config.jax_compilation_cache_dir:
+        jax.config.update("jax_compilation_cache_dir", str(directory))
