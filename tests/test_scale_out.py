@@ -23,7 +23,7 @@ def sweep_file(tmp_path_factory):
 def one_process(sweep_file):
     """The store of a plain run: one process, one device."""
     store = sweep_file.parent / "one.zarr"
-    result = edgesplit(*run_args(sweep_file, store))
+    result = edgesplit(*run_args(sweep_file, store), env={**os.environ, "JAX_NUM_CPU_DEVICES": "1"})
     assert result.returncode == 0, result.stderr
     return arrays(store)
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 import xarray as xr
@@ -19,7 +21,7 @@ from edgesplit.errors import InputError
 from edgesplit.plotting import plot_store
 from edgesplit.runner import run_sweep
 from edgesplit.store import SCHEMA, open_store
-from edgesplit.sweep import chunk_solver
+from edgesplit.sweep import chunk_solver, default_cpu_devices
 from edgesplit.sweep_file import parse_sweep, read_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -253,13 +255,35 @@ def test_swept_device_counts_equal_separate_unpadded_runs(tmp_path):
         assert np.isnan(point.device_utility.isel(device=slice(count, None)).values).all()
 
 
-def test_chunks_reuse_one_compilation():
-    sweep = parse_sweep(TINY)
-    solver = chunk_solver(sweep)
-    for start in (0, 2, 4):
-        solver(start)
+def test_chunks_reuse_one_compilation(caplog):
+    solver = chunk_solver(parse_sweep(TINY))
+    with jax.log_compiles(), caplog.at_level(logging.WARNING):
+        solver.compile()
+        compiled = caplog.text
+        caplog.clear()
+        for start in (0, 2, 4):
+            solver(start)
+    # compile() made both programs, as a chunk would: the chunks compile nothing more.
+    assert "jit(sample_chunk)" in compiled and "jit(solve_chunk)" in compiled
+    assert "sample_chunk" not in caplog.text and "solve_chunk" not in caplog.text
     assert solver.sample._cache_size() == 1
     assert solver.run._cache_size() == 1
+
+
+def test_the_command_line_splits_the_cpu_into_one_device_per_core():
+    count = "from edgesplit.cli import _one_cpu_device_per_core as split; split(); import jax; print(jax.local_device_count())"  # noqa: E501
+    clean = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES")}
+    given = [
+        ({}, default_cpu_devices()),
+        ({"JAX_NUM_CPU_DEVICES": "1"}, 1),
+        ({"XLA_FLAGS": "--xla_force_host_platform_device_count=3"}, 3),
+    ]
+    for extra, expected in given:
+        out = subprocess.run(
+            [sys.executable, "-c", count], env={**clean, **extra, "JAX_PLATFORMS": "cpu"},
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert out.stdout.strip() == str(expected), (extra, out.stderr)
 
 
 def test_a_rerun_loads_its_programs_from_the_compile_cache(tiny_store, tmp_path):

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
 
 from edgesplit.errors import InputError
@@ -57,11 +59,27 @@ def _init(args) -> int:
     return 0
 
 
+def _one_cpu_device_per_core() -> None:
+    """Split the host's CPU into :func:`~edgesplit.sweep.default_cpu_devices` devices,
+    unless the count is given (``JAX_NUM_CPU_DEVICES``, or ``XLA_FLAGS`` with
+    ``--xla_force_host_platform_device_count``) or JAX has already started."""
+    import jax
+
+    from edgesplit.sweep import default_cpu_devices
+
+    given = "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "")
+    if given or jax.config.jax_num_cpu_devices >= 0:
+        return
+    with contextlib.suppress(RuntimeError):  # JAX already runs here (called as a library)
+        jax.config.update("jax_num_cpu_devices", default_cpu_devices())
+
+
 def _run(args) -> int:
     from edgesplit import cluster
     from edgesplit.runner import Share, run_sweep
     from edgesplit.store import chunks_done
 
+    _one_cpu_device_per_core()  # before anything starts a JAX backend
     explicit = (args.coordinator, args.num_processes, args.process_id)
     distributed = args.distributed or any(v is not None for v in explicit)
     if distributed and args.worker:

@@ -45,7 +45,6 @@ def run_sweep(
 ) -> int:
     """Solve every chunk of ``share`` the store does not record as done; return how many
     were solved. Workers with disjoint shares may run at the same time on one store."""
-    import jax
     from tqdm import tqdm
 
     done = open_or_create(path, sweep)
@@ -59,17 +58,26 @@ def run_sweep(
         total=len(mine), initial=len(mine) - len(todo), unit="chunk", disable=not progress,
         desc=desc, dynamic_ncols=True,
     )  # fmt: skip
+
+    def record(index: int, result) -> None:
+        nonlocal recorded
+        count = min(sweep.chunk, sweep.topologies - index * sweep.chunk)
+        write_chunk(path, sweep, index, to_store_layout(sweep, result, count))
+        began, recorded = recorded, time.perf_counter()
+        bar.set_postfix(solves_per_s=f"{sweep.solves_per_chunk / (recorded - began):.0f}")
+        bar.update()
+
     with bar:
+        bar.set_postfix_str("compiling")
+        solver.compile()
+        recorded, previous = time.perf_counter(), None
         for index in todo:
-            start = index * sweep.chunk
-            count = min(sweep.chunk, sweep.topologies - start)
-            began = time.perf_counter()
             trace("solve", index)
-            # Always the same number of lanes, so the compiled shapes never change.
-            result = jax.block_until_ready(solver(start))
-            write_chunk(path, sweep, index, to_store_layout(sweep, result, count))
-            bar.set_postfix(
-                solves_per_s=f"{sweep.solves_per_chunk / (time.perf_counter() - began):.0f}"
-            )
-            bar.update()
+            # Dispatched, not awaited: the devices solve this chunk while the one before
+            # it is written. The shapes never change, so nothing compiles again.
+            current = index, solver(index * sweep.chunk)
+            if previous is not None:
+                record(*previous)
+            previous = current
+        record(*previous)
     return len(todo)
