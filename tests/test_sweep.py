@@ -271,7 +271,10 @@ def test_chunks_reuse_one_compilation(caplog):
 
 
 def test_the_command_line_splits_the_cpu_into_one_device_per_core():
-    count = "from edgesplit.cli import _one_cpu_device_per_core as split; split(); import jax; print(jax.local_device_count())"  # noqa: E501
+    count = (
+        "from edgesplit.cli import _one_cpu_device_per_core as split; split(); "
+        "import jax; print(jax.local_device_count())"
+    )
     clean = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES")}
     given = [
         ({}, default_cpu_devices()),
