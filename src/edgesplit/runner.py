@@ -59,13 +59,14 @@ def run_sweep(
         desc=desc, dynamic_ncols=True,
     )  # fmt: skip
 
-    def record(index: int, result) -> None:
-        nonlocal recorded
+    def record(index: int, result, since: float) -> float:
+        """Write a solved chunk; return when it was recorded."""
         count = min(sweep.chunk, sweep.topologies - index * sweep.chunk)
         write_chunk(path, sweep, index, to_store_layout(sweep, result, count))
-        began, recorded = recorded, time.perf_counter()
-        bar.set_postfix(solves_per_s=f"{sweep.solves_per_chunk / (recorded - began):.0f}")
+        now = time.perf_counter()
+        bar.set_postfix(solves_per_s=f"{sweep.solves_per_chunk / (now - since):.0f}")
         bar.update()
+        return now
 
     with bar:
         bar.set_postfix_str("compiling")
@@ -77,7 +78,7 @@ def run_sweep(
             # it is written. The shapes never change, so nothing compiles again.
             current = index, solver(index * sweep.chunk)
             if previous is not None:
-                record(*previous)
+                recorded = record(*previous, recorded)
             previous = current
-        record(*previous)
+        record(*previous, recorded)
     return len(todo)
