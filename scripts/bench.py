@@ -19,6 +19,7 @@ Every ratio is measured side by side in one process on the same scenarios. Parts
   arithmetic  floating-point operations per solve and the fraction of this machine's
               measured peak they reach
   million     (GPU) a million Fig. 3 solves (target: under a minute on one H100)
+  lanes       (GPU) solves per second of one batch on different numbers of game lanes
 
 Writes results/bench/bench-DEVICE.json and .md. Fig. 3 solves below are 20 MDs, 2 ESs,
 λ = 10 tasks/s, proposed scheme, float64, unless a part says otherwise.
@@ -46,7 +47,9 @@ PARTS = (
     "precision",
     "arithmetic",
     "million",
+    "lanes",
 )
+GPU_PARTS = ("million", "lanes")  # run by default with --device gpu only
 
 
 def arguments():
@@ -83,13 +86,15 @@ from edgesplit.sweep_file import read_sweep  # noqa: E402
 from edgesplit.topology import sample_topology  # noqa: E402
 
 FIG3 = Setup().replace(mean_arrival_rate=10.0)
+PLATFORM = jax.devices()[0].platform
 GIB = 2**30
 
 
-def solver(setup: Setup, settings=GameSettings(), dtype=jnp.float64):
+def solver(setup: Setup, settings=GameSettings(), dtype=jnp.float64, lanes: int | None = None):
     """A jitted (first topology index, count-shaped array, scheme) -> (topologies,
     solutions, rounds played after the skipped opening rounds), the batch solved as
-    sweeps solve it (topologies drawn in float64, then cast to ``dtype``)."""
+    sweeps solve it (topologies drawn in float64, then cast to ``dtype``; as many game
+    lanes as a sweep's chunk of this size gets on this platform, unless ``lanes``)."""
 
     @jax.jit
     def run(first, count_like, scheme):
@@ -107,9 +112,10 @@ def solver(setup: Setup, settings=GameSettings(), dtype=jnp.float64):
             lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x,
             topologies.scenario,
         )
-        # As many game lanes as a sweep's chunk of this size gets on this platform.
-        lanes = default_game_lanes(jax.devices()[0].platform, count_like.shape[0])
-        solutions = solve_batch(scenarios, scheme, settings, lanes)
+        count = count_like.shape[0]
+        solutions = solve_batch(
+            scenarios, scheme, settings, lanes or default_game_lanes(PLATFORM, count)
+        )
         options = jax.vmap(lambda sc: scheme_options(sc, scheme))(scenarios)
         skipped = jax.vmap(lambda sc, op: start(sc, op, settings).rounds)(scenarios, options)
         return topologies, solutions, solutions.rounds - skipped
@@ -511,7 +517,7 @@ def million(out: dict, total: int = 1_000_000, batch: int = 100_000) -> None:
     out["million"] = {
         "solves": total,
         "batch": batch,
-        "lanes": default_game_lanes(jax.devices()[0].platform, batch),
+        "lanes": default_game_lanes(PLATFORM, batch),
         "seconds": seconds,
         "solves_per_s": total / seconds,
         "compile_and_first_batch_s": compiling,
@@ -521,6 +527,24 @@ def million(out: dict, total: int = 1_000_000, batch: int = 100_000) -> None:
         out,
         f"million: {total:,} solves in {seconds:.1f} s ({total / seconds:,.0f}/s) after "
         f"{compiling:.1f} s compiling and solving a first batch of {batch:,}",
+    )
+
+
+def lanes(out: dict) -> None:
+    """One batch of Fig. 3 games on several numbers of game lanes, the default
+    (:func:`~edgesplit.sweep.default_game_lanes`) among them."""
+    games = 1_000 if PLATFORM == "cpu" else 10_000
+    chosen = default_game_lanes(PLATFORM, games)
+    rows = []
+    for count in sorted({chosen, games // 64, games // 16, games // 4, games // 2}):
+        _, steady, _ = timed(solver(FIG3, lanes=count), games)
+        rows.append({"lanes": count, "solves_per_s": games / steady})
+    out["lanes"] = {"games": games, "default": chosen, "rows": rows}
+    say(
+        out,
+        f"lanes: {games:,} games: "
+        + ", ".join(f"{r['lanes']:,} lanes {r['solves_per_s']:,.0f}/s" for r in rows)
+        + f" (default {chosen:,})",
     )
 
 
@@ -558,14 +582,18 @@ def markdown(out: dict) -> str:
 
 
 def main() -> None:
-    parts = ARGS.only or [p for p in PARTS if p != "million" or ARGS.device == "gpu"]
-    if ARGS.device == "gpu" and jax.devices()[0].platform != "gpu":
+    parts = ARGS.only or [p for p in PARTS if p not in GPU_PARTS or ARGS.device == "gpu"]
+    if ARGS.device == "gpu" and PLATFORM != "gpu":
         raise SystemExit("--device gpu: JAX finds no GPU on this machine")
     device = jax.devices()[0]
-    # A copy of the tree without its .git (a device machine's) names it in EDGESPLIT_COMMIT.
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True, capture_output=True
-    ).stdout.strip() or os.environ.get("EDGESPLIT_COMMIT", "unknown")
+    # A copy of the tree whose .git is missing or stale (a device machine's) names its
+    # commit in EDGESPLIT_COMMIT.
+    commit = (
+        os.environ.get("EDGESPLIT_COMMIT")
+        or subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True, capture_output=True
+        ).stdout.strip()
+    )
     out = {
         "device": ARGS.device,
         "machine": f"{cpu_model() if ARGS.device == 'cpu' else device.device_kind}, "

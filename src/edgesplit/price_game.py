@@ -406,7 +406,12 @@ def play_queue(scenarios: Scenario, options: Options, settings: GameSettings, la
     played = 1 + _movers(settings, num_servers, 0).shape[0] * num_moves  # of a turn of play
     num_slots = _market_slots(settings, played)
     take = lambda tree, index: jax.tree.map(lambda x: x[index], tree)  # noqa: E731
-    stacked = lambda tree, n: jax.tree.map(lambda x: jnp.stack([x] * n), tree)  # noqa: E731
+
+    def stacked(tree, n):
+        """``n`` copies of ``tree`` on a new leading axis: a broadcast, since a stack of n
+        operands made the program, and its compile time, grow with the batch."""
+        return jax.tree.map(lambda x: jnp.broadcast_to(x, (n, *x.shape)), tree)
+
     first = jax.vmap(lambda sc, op: start(sc, op, settings))(scenarios, options)
     terms = jax.vmap(offload_terms)(scenarios)  # price-free: once per game
     dtype = scenarios.servers.crb_hz.dtype

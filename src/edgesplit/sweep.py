@@ -191,8 +191,9 @@ def default_game_lanes(platform: str, games: int) -> int:
 
     On CPU a lane costs about the same however many run together (measured: 4 to 64
     lanes within noise on 200-1,000 Fig. 3 games), so few lanes waste least on the
-    longest games; 16. Accelerators need width to be busy: a quarter of the games
-    (not yet measured on a GPU).
+    longest games; 16. Accelerators need width to be busy: a quarter of the games.
+    Measured once on an H200, 2,000 Fig. 3 games: 125, 500 and 1,000 lanes solved
+    35,200, 32,800 and 27,200 games/s; 10,000 games on 2,500 lanes, 47,800/s.
     """
     return 16 if platform == "cpu" else max(games // 4, 1)  # play_queue caps it at games
 
