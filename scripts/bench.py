@@ -28,6 +28,7 @@ Writes results/bench/bench-DEVICE.json and .md. Fig. 3 solves below are 20 MDs, 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import subprocess
@@ -94,17 +95,25 @@ def solver(setup: Setup, settings=GameSettings(), dtype=jnp.float64, lanes: int 
     """A jitted (first topology index, count-shaped array, scheme) -> (topologies,
     solutions, rounds played after the skipped opening rounds), the batch solved as
     sweeps solve it (topologies drawn in float64, then cast to ``dtype``; as many game
-    lanes as a sweep's chunk of this size gets on this platform, unless ``lanes``)."""
+    lanes as a sweep's chunk of this size gets on this platform, unless ``lanes``).
+    Setups that differ only in their numbers share one compiled program."""
+    program = _solver_program(
+        settings, jnp.dtype(dtype), lanes, setup.num_devices, setup.num_servers
+    )
+    return lambda first, count_like, scheme: program(first, count_like, scheme, setup)
 
+
+@functools.cache
+def _solver_program(settings, dtype, lanes, num_devices, num_servers):
     @jax.jit
-    def run(first, count_like, scheme):
+    def run(first, count_like, scheme, setup):
         indices = first + jnp.arange(count_like.shape[0])
         topologies = jax.vmap(
             lambda i: sample_topology(
                 jax.random.fold_in(jax.random.key(0), i),
                 setup,
-                setup.num_devices,
-                setup.num_servers,
+                num_devices,
+                num_servers,
                 jnp.float64,
             )
         )(indices)
