@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -268,6 +270,24 @@ def test_chunks_reuse_one_compilation(caplog):
     assert "sample_chunk" not in caplog.text and "solve_chunk" not in caplog.text
     assert solver.sample._cache_size() == 1
     assert solver.run._cache_size() == 1
+
+
+def test_chunk_programs_do_not_grow_with_the_chunk():
+    """A chunk of 400 topologies lowers to the chunk of 4's programs but for their
+    shapes (here with as many lanes per game as a GPU gets), so a larger chunk costs no
+    more compile time: a GPU sweep with --chunk 1000 once spent minutes compiling."""
+
+    def programs(chunk):
+        solver = chunk_solver(dataclasses.replace(parse_sweep(TINY), chunk=chunk), game_lanes=chunk)
+        indices = np.arange(solver.topologies_per_call)
+        topologies = jax.tree.map(
+            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=solver.sharding),
+            jax.eval_shape(solver.sample, indices),
+        )
+        lowered = (solver.sample.lower(indices), solver.run.lower(topologies, solver.schemes))
+        return [re.sub(r"\d+", "N", program.as_text()) for program in lowered]  # shapes aside
+
+    assert programs(4) == programs(400)
 
 
 def test_the_command_line_splits_the_cpu_into_one_device_per_core():
