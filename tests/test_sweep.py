@@ -280,11 +280,10 @@ def test_chunk_programs_do_not_grow_with_the_chunk():
     def programs(chunk):
         solver = chunk_solver(dataclasses.replace(parse_sweep(TINY), chunk=chunk), game_lanes=chunk)
         indices = np.arange(solver.topologies_per_call)
-        topologies = jax.tree.map(
-            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=solver.sharding),
-            jax.eval_shape(solver.sample, indices),
+        lowered = (
+            solver.sample.lower(indices),
+            solver.run.lower(solver.sampled_like(indices), solver.schemes),
         )
-        lowered = (solver.sample.lower(indices), solver.run.lower(topologies, solver.schemes))
         return [re.sub(r"\d+", "N", program.as_text()) for program in lowered]  # shapes aside
 
     assert programs(4) == programs(400)

@@ -110,12 +110,16 @@ class ChunkSolver:
         indices = np.arange(self.topologies_per_call)
         with ThreadPoolExecutor(max_workers=1) as pool:
             sampling = pool.submit(self.sample.lower(indices).compile)
-            topologies = jax.tree.map(
-                lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=self.sharding),
-                jax.eval_shape(self.sample, indices),
-            )
-            self.run.lower(topologies, self.schemes).compile()
+            self.run.lower(self.sampled_like(indices), self.schemes).compile()
             sampling.result()
+
+    def sampled_like(self, indices):
+        """The shapes, dtypes and sharding of ``sample(indices)``, to lower ``run`` for
+        without sampling."""
+        return jax.tree.map(
+            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=self.sharding),
+            jax.eval_shape(self.sample, indices),
+        )
 
 
 def chunk_program(sweep: Sweep, game_lanes: int) -> tuple[Callable, Callable, jax.Array]:
