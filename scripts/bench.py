@@ -77,14 +77,14 @@ import numpy_baseline  # noqa: E402
 from bench_scaling import cpu_model  # noqa: E402
 
 import reference  # noqa: E402
-from edgesplit.compile_cache import ENVIRONMENT  # noqa: E402
 from edgesplit.config import GameSettings, Setup  # noqa: E402
-from edgesplit.price_game import market, start  # noqa: E402
-from edgesplit.schemes import Scheme, scheme_options  # noqa: E402
-from edgesplit.solve import solve_batch  # noqa: E402
-from edgesplit.sweep import chunk_solver, default_cpu_devices, default_game_lanes  # noqa: E402
-from edgesplit.sweep_file import read_sweep  # noqa: E402
-from edgesplit.topology import sample_topology  # noqa: E402
+from edgesplit.game.price_game import market, start  # noqa: E402
+from edgesplit.game.solve import solve_batch  # noqa: E402
+from edgesplit.io.sweep_file import read_sweep  # noqa: E402
+from edgesplit.model.schemes import Scheme, scheme_options  # noqa: E402
+from edgesplit.sweep.chunks import chunk_solver, default_cpu_devices, default_game_lanes  # noqa: E402
+from edgesplit.sweep.compile_cache import ENVIRONMENT  # noqa: E402
+from edgesplit.sweep.topology import sample_topology  # noqa: E402
 
 FIG3 = Setup().replace(mean_arrival_rate=10.0)
 PLATFORM = jax.devices()[0].platform
@@ -541,7 +541,7 @@ def million(out: dict, total: int = 1_000_000, batch: int = 100_000) -> None:
 
 def lanes(out: dict) -> None:
     """One batch of Fig. 3 games on several numbers of game lanes, the default
-    (:func:`~edgesplit.sweep.default_game_lanes`) among them."""
+    (:func:`~edgesplit.sweep.chunks.default_game_lanes`) among them."""
     games = 1_000 if PLATFORM == "cpu" else 10_000
     chosen = default_game_lanes(PLATFORM, games)
     rows = []

@@ -67,7 +67,7 @@ def partition_probe(sweep) -> dict[str, float]:
     from jax.sharding import NamedSharding
     from jax.sharding import PartitionSpec as P
 
-    from edgesplit.sweep import chunk_program, chunk_solver
+    from edgesplit.sweep.chunks import chunk_program, chunk_solver
 
     jax.config.update("jax_enable_x64", True)
     devices = jax.local_devices()
@@ -103,7 +103,7 @@ def main() -> None:
     parser.add_argument("--probe", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
-    from edgesplit.sweep_file import read_sweep
+    from edgesplit.io.sweep_file import read_sweep
 
     sweep = read_sweep(args.sweep).replace(topologies=args.topologies, chunk=args.chunk)
     if args.probe:  # the child process of the partitioning comparison

@@ -410,7 +410,7 @@ def as_problem(topology, setup) -> dict:
     ``tests/reference.py`` read."""
     import jax  # only to convert; the baseline itself is NumPy
 
-    from edgesplit.models import builtin_model
+    from edgesplit.model.dnn import builtin_model
 
     models = {}
     for name in setup.models:
@@ -469,7 +469,7 @@ def check_against_reference(reference_games: int = 36, engine_games: int = 10, t
        sequential updates or separate prices; and the same market as
        ``reference.market`` at random prices.
     2. Fig. 3 scenarios (20 MDs, 2 ESs, λ = 10) under the same three schemes: the same
-       rounds, status, prices and device choices as ``edgesplit.solve.solve``.
+       rounds, status, prices and device choices as ``edgesplit.game.solve.solve``.
     3. Seconds per Fig. 3 solve (PROPOSED, λ = 10).
 
     Topologies are sampled by the engine and converted by :func:`as_problem`.
@@ -483,8 +483,8 @@ def check_against_reference(reference_games: int = 36, engine_games: int = 10, t
     sys.path.insert(0, str(here))
     import reference
     from edgesplit.config import Setup
-    from edgesplit.solve import solve
-    from edgesplit.topology import sample_topology
+    from edgesplit.game.solve import solve
+    from edgesplit.sweep.topology import sample_topology
 
     schemes = (PROPOSED, EDGE_ONLY, HEURISTIC)
     mismatches = []

@@ -16,7 +16,7 @@ jax.config.update("jax_enable_x64", True)
 def private_compile_cache(tmp_path_factory):
     """The command lines the tests run keep their compiled programs in a temporary
     directory, not in the user's cache."""
-    from edgesplit.compile_cache import ENVIRONMENT
+    from edgesplit.sweep.compile_cache import ENVIRONMENT
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(ENVIRONMENT, str(tmp_path_factory.mktemp("xla")))

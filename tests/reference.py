@@ -4,7 +4,7 @@ It reads a scenario in the JSON file format (plain dicts and lists) and loops ov
 devices, servers, split points, CRBs and RRBs, using eqs. (2)-(11) in the paper's own
 form (service rates μ and sojourn times 1 / (μ - λ)). Nothing here imports the
 kernels. Admission and Algorithm 1 follow the rules documented in
-``edgesplit.admission`` and ``edgesplit.price_game``, written out as loops.
+``edgesplit.game.admission`` and ``edgesplit.game.price_game``, written out as loops.
 """
 
 from __future__ import annotations

@@ -13,8 +13,8 @@ import xarray as xr
 from test_scenario_file import EXAMPLE
 
 from edgesplit.cli import main
-from edgesplit.runner import run_sweep
-from edgesplit.sweep_file import parse_sweep
+from edgesplit.io.sweep_file import parse_sweep
+from edgesplit.sweep.runner import run_sweep
 
 SWEEP = """name = "base"
 topologies = 2

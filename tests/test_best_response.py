@@ -9,7 +9,7 @@ import pytest
 
 import reference
 from conftest import random_problem
-from edgesplit.best_response import (
+from edgesplit.game.best_response import (
     IDLE,
     best_block_count,
     block_terms,
@@ -18,9 +18,9 @@ from edgesplit.best_response import (
     offload_options_exact,
     offload_options_exhaustive,
 )
-from edgesplit.scenario import pad_scenario, stack
-from edgesplit.scenario_file import parse_scenario
-from edgesplit.schemes import Scheme, scheme_options
+from edgesplit.io.scenario_file import parse_scenario
+from edgesplit.model.scenario import pad_scenario, stack
+from edgesplit.model.schemes import Scheme, scheme_options
 
 NUM_DEVICES, NUM_SERVERS, MAX_LAYERS, MAX_BLOCKS = 3, 3, 4, 6
 

@@ -16,9 +16,9 @@ import pytest
 import xarray as xr
 import zarr
 
-from edgesplit.runner import run_sweep
-from edgesplit.store import SCHEMA, dims_of
-from edgesplit.sweep_file import parse_sweep
+from edgesplit.io.sweep_file import parse_sweep
+from edgesplit.sweep.runner import run_sweep
+from edgesplit.sweep.store import SCHEMA, dims_of
 
 SWEEP = """
 name = "crash"

@@ -11,9 +11,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from edgesplit.config import Setup
-from edgesplit.schemes import Scheme
-from edgesplit.solve import solve, solve_at_prices
-from edgesplit.topology import sample_topology
+from edgesplit.game.solve import solve, solve_at_prices
+from edgesplit.model.schemes import Scheme
+from edgesplit.sweep.topology import sample_topology
 
 
 def local_limit(stem: str, setup: Setup) -> float:

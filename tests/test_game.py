@@ -11,15 +11,15 @@ import pytest
 
 import reference
 from conftest import random_problem
-from edgesplit.admission import respond_with_admission
-from edgesplit.best_response import IDLE, Choice
-from edgesplit.certificate import device_gains, moved_prices, server_gains
 from edgesplit.config import GameSettings
-from edgesplit.price_game import Status, market, markets_at, prices_at
-from edgesplit.scenario import pad_scenario, stack, unstack
-from edgesplit.scenario_file import parse_scenario
-from edgesplit.schemes import Scheme, scheme_options
-from edgesplit.solve import solve, solve_at_prices, solve_batch
+from edgesplit.game.admission import respond_with_admission
+from edgesplit.game.best_response import IDLE, Choice
+from edgesplit.game.certificate import device_gains, moved_prices, server_gains
+from edgesplit.game.price_game import Status, market, markets_at, prices_at
+from edgesplit.game.solve import solve, solve_at_prices, solve_batch
+from edgesplit.io.scenario_file import parse_scenario
+from edgesplit.model.scenario import pad_scenario, stack, unstack
+from edgesplit.model.schemes import Scheme, scheme_options
 
 
 def picks_of(solution, index=None):
@@ -314,8 +314,8 @@ def test_prices_stay_on_the_grid_and_in_range(rng):
 def test_fast_forward_is_exact(rng):
     """Skipping the opening no-buyer rounds gives bit-for-bit the game played through them."""
     from edgesplit.config import Setup
-    from edgesplit.price_game import _rounds_without_buyers
-    from edgesplit.topology import sample_topology
+    from edgesplit.game.price_game import _rounds_without_buyers
+    from edgesplit.sweep.topology import sample_topology
 
     _, random_scenarios, random_schemes, _ = solved_batch(rng, 24)
     setup = Setup().replace(mean_arrival_rate=11.0)

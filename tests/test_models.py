@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from edgesplit.errors import InputError
-from edgesplit.models import (
+from edgesplit.model.dnn import (
     BITS_PER_ELEMENT,
     REFERENCE_CLOCK_HZ,
     DnnModel,

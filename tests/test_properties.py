@@ -20,9 +20,9 @@ from test_game import picks_of
 import reference
 from conftest import random_problem
 from edgesplit.config import GameSettings
-from edgesplit.scenario import pad_scenario
-from edgesplit.scenario_file import parse_scenario
-from edgesplit.solve import solve, solve_at_prices
+from edgesplit.game.solve import solve, solve_at_prices
+from edgesplit.io.scenario_file import parse_scenario
+from edgesplit.model.scenario import pad_scenario
 
 settings.register_profile(
     "ci",

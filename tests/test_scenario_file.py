@@ -12,7 +12,7 @@ import pytest
 
 from conftest import random_problem
 from edgesplit.errors import InputError
-from edgesplit.scenario_file import parse_scenario
+from edgesplit.io.scenario_file import parse_scenario
 
 EXAMPLE = {
     "models": {

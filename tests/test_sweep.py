@@ -17,14 +17,14 @@ import pytest
 import xarray as xr
 import zarr
 
-from edgesplit.analysis import summary, summary_table
-from edgesplit.compile_cache import ENVIRONMENT, cache_directory
 from edgesplit.errors import InputError
-from edgesplit.plotting import plot_store
-from edgesplit.runner import run_sweep
-from edgesplit.store import SCHEMA, open_store
-from edgesplit.sweep import chunk_solver, default_cpu_devices
-from edgesplit.sweep_file import parse_sweep, read_sweep
+from edgesplit.io.analysis import summary, summary_table
+from edgesplit.io.plotting import plot_store
+from edgesplit.io.sweep_file import parse_sweep, read_sweep
+from edgesplit.sweep.chunks import chunk_solver, default_cpu_devices
+from edgesplit.sweep.compile_cache import ENVIRONMENT, cache_directory
+from edgesplit.sweep.runner import run_sweep
+from edgesplit.sweep.store import SCHEMA, open_store
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from edgesplit.config import Setup
-from edgesplit.models import builtin_model
-from edgesplit.topology import sample_topology
+from edgesplit.model.dnn import builtin_model
+from edgesplit.sweep.topology import sample_topology
 
 SETUP = Setup()
 

@@ -12,9 +12,9 @@ from edgesplit.errors import InputError
 
 
 def _solve(args) -> int:
-    from edgesplit.scenario_file import fixed_prices, read_scenario, solution_to_json
-    from edgesplit.schemes import Scheme
-    from edgesplit.solve import solve, solve_at_prices
+    from edgesplit.game.solve import solve, solve_at_prices
+    from edgesplit.io.scenario_file import fixed_prices, read_scenario, solution_to_json
+    from edgesplit.model.schemes import Scheme
 
     parsed = read_scenario(args.scenario)
     scheme = Scheme.parse(args.scheme)
@@ -29,7 +29,7 @@ def _solve(args) -> int:
 
 
 def _sweep_with_overrides(args):
-    from edgesplit.sweep_file import read_sweep
+    from edgesplit.io.sweep_file import read_sweep
     from edgesplit.validation import number
 
     sweep = read_sweep(args.sweep)
@@ -46,7 +46,7 @@ def _store_path(args, sweep) -> str:
 
 
 def _init(args) -> int:
-    from edgesplit.store import open_or_create
+    from edgesplit.sweep.store import open_or_create
 
     sweep = _sweep_with_overrides(args)
     out = _store_path(args, sweep)
@@ -60,12 +60,12 @@ def _init(args) -> int:
 
 
 def _one_cpu_device_per_core() -> None:
-    """Split the host's CPU into :func:`~edgesplit.sweep.default_cpu_devices` devices,
+    """Split the host's CPU into :func:`~edgesplit.sweep.chunks.default_cpu_devices` devices,
     unless the count is given (``JAX_NUM_CPU_DEVICES``, or ``XLA_FLAGS`` with
     ``--xla_force_host_platform_device_count``) or JAX has already started."""
     import jax
 
-    from edgesplit.sweep import default_cpu_devices
+    from edgesplit.sweep.chunks import default_cpu_devices
 
     given = "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "")
     if given or jax.config.jax_num_cpu_devices >= 0:
@@ -75,9 +75,9 @@ def _one_cpu_device_per_core() -> None:
 
 
 def _run(args) -> int:
-    from edgesplit import cluster
-    from edgesplit.runner import Share, run_sweep
-    from edgesplit.store import chunks_done
+    from edgesplit.sweep import cluster
+    from edgesplit.sweep.runner import Share, run_sweep
+    from edgesplit.sweep.store import chunks_done
 
     _one_cpu_device_per_core()  # before anything starts a JAX backend
     explicit = (args.coordinator, args.num_processes, args.process_id)
@@ -107,16 +107,16 @@ def _run(args) -> int:
 
 
 def _summarize(args) -> int:
-    from edgesplit.analysis import summary_table
-    from edgesplit.store import open_store
+    from edgesplit.io.analysis import summary_table
+    from edgesplit.sweep.store import open_store
 
     print(summary_table(open_store(args.store), markdown=args.markdown), end="")
     return 0
 
 
 def _plot(args) -> int:
-    from edgesplit.plotting import plot_store
-    from edgesplit.store import open_store
+    from edgesplit.io.plotting import plot_store
+    from edgesplit.sweep.store import open_store
 
     plot_store(open_store(args.store), args.output)
     return 0
@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     import jax
 
-    from edgesplit.compile_cache import enable_compile_cache
+    from edgesplit.sweep.compile_cache import enable_compile_cache
 
     # Single solves and their reference checks run in float64.
     jax.config.update("jax_enable_x64", True)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import jax
 
 from edgesplit.errors import InputError
-from edgesplit.models import REFERENCE_CLOCK_HZ
+from edgesplit.model.dnn import REFERENCE_CLOCK_HZ
 from edgesplit.validation import choice, number
 
 

@@ -34,8 +34,8 @@ from pathlib import Path
 
 from edgesplit.config import GameSettings, Setup, check_setup_value
 from edgesplit.errors import InputError
-from edgesplit.models import resolve_model
-from edgesplit.schemes import Scheme
+from edgesplit.model.dnn import resolve_model
+from edgesplit.model.schemes import Scheme
 from edgesplit.validation import choice, nonempty_list, number, read_text, table
 
 TOP_KEYS = ("name", "description", "schemes", "topologies", "seed", "chunk", "precision")

@@ -28,9 +28,9 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from edgesplit.config import Setup
-from edgesplit.solve import solve_batch
-from edgesplit.sweep_file import Sweep
-from edgesplit.topology import sample_topology
+from edgesplit.game.solve import solve_batch
+from edgesplit.io.sweep_file import Sweep
+from edgesplit.sweep.topology import sample_topology
 
 
 @jax.tree_util.register_dataclass
@@ -126,7 +126,7 @@ def chunk_program(sweep: Sweep, game_lanes: int) -> tuple[Callable, Callable, ja
     """The chunk's two functions, not yet compiled or sharded: topology indices (C,) ->
     Topology (leaves (C, G, ...)), and (topologies, schemes) -> ChunkResult; and the
     schemes to pass the second. Each scheme's C × G games share ``game_lanes`` lanes
-    (:func:`~edgesplit.solve.solve_batch`)."""
+    (:func:`~edgesplit.game.solve.solve_batch`)."""
     setups = grid_setup(sweep)
     # Traced, not constants: XLA would otherwise constant-fold the scheme masks (slowly).
     schemes = jnp.asarray([int(s) for s in sweep.schemes], jnp.int32)

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgesplit.errors import InputError
-from edgesplit.faults import trace
-from edgesplit.store import open_or_create, to_store_layout, write_chunk
-from edgesplit.sweep import chunk_solver
-from edgesplit.sweep_file import Sweep
+from edgesplit.io.sweep_file import Sweep
+from edgesplit.sweep.chunks import chunk_solver
+from edgesplit.sweep.faults import trace
+from edgesplit.sweep.store import open_or_create, to_store_layout, write_chunk
 
 
 @dataclass(frozen=True)

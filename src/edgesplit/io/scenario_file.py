@@ -29,13 +29,13 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 
-from edgesplit.best_response import IDLE
 from edgesplit.config import GameSettings
 from edgesplit.errors import InputError
-from edgesplit.models import BUILTIN_PROFILES, DnnModel, builtin_model
-from edgesplit.price_game import Status
-from edgesplit.scenario import Devices, Scenario, Servers, stack_tables
-from edgesplit.solve import Solution
+from edgesplit.game.best_response import IDLE
+from edgesplit.game.price_game import Status
+from edgesplit.game.solve import Solution
+from edgesplit.model.dnn import BUILTIN_PROFILES, DnnModel, builtin_model
+from edgesplit.model.scenario import Devices, Scenario, Servers, stack_tables
 from edgesplit.validation import choice, load_json, nonempty_list, number, read_text, table
 
 DEVICE_KEYS = ("model", "cpu_hz", "arrival_rate", "reward", "delay_weight", "payment_weight")

@@ -16,9 +16,9 @@ import jax
 import jax.numpy as jnp
 
 from edgesplit.config import Setup
-from edgesplit.models import resolve_model
-from edgesplit.network import noise_power_dbm, rate_per_rrb, snr, uniform_in_disc
-from edgesplit.scenario import Devices, Scenario, Servers, stack_tables
+from edgesplit.model.dnn import resolve_model
+from edgesplit.model.network import noise_power_dbm, rate_per_rrb, snr, uniform_in_disc
+from edgesplit.model.scenario import Devices, Scenario, Servers, stack_tables
 
 _DEVICE_STREAM, _SERVER_STREAM = 0, 1
 

@@ -2,7 +2,7 @@
 
 Prices start at the maximum, where no device offloads. In each round every server
 tries its price one step Δ up and one step down against the devices' best responses
-(with admission, :mod:`edgesplit.admission`), and keeps the first move, up before
+(with admission, :mod:`edgesplit.game.admission`), and keeps the first move, up before
 down as in the listing, that raises its utility (eq. 11) by more than ``min_gain``.
 
 What the paper leaves open, settled here:
@@ -40,7 +40,8 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 
-from edgesplit.admission import (
+from edgesplit.config import GameSettings
+from edgesplit.game.admission import (
     Admission,
     admission_pass,
     admitting,
@@ -48,7 +49,7 @@ from edgesplit.admission import (
     open_market,
     respond_with_admission,
 )
-from edgesplit.best_response import (
+from edgesplit.game.best_response import (
     Choice,
     OffloadTerms,
     choose,
@@ -57,9 +58,8 @@ from edgesplit.best_response import (
     offload_options_exhaustive,
     offload_terms,
 )
-from edgesplit.config import GameSettings
-from edgesplit.scenario import Scenario, Servers
-from edgesplit.schemes import Options
+from edgesplit.model.scenario import Scenario, Servers
+from edgesplit.model.schemes import Options
 
 
 class Status(IntEnum):
@@ -117,7 +117,7 @@ def responder(
     terms: OffloadTerms | None = None,
 ):
     """The devices' unconstrained best response to these prices, as a function of what
-    the servers have left (``respond`` of :mod:`edgesplit.admission`)."""
+    the servers have left (``respond`` of :mod:`edgesplit.game.admission`)."""
     # Price-free terms outside the admission loop; under a vmap over the prices tried
     # they stay unbatched, so one computation serves every try of a round.
     terms = offload_terms(scenario) if terms is None else terms

@@ -26,9 +26,9 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 
-from edgesplit.best_response import IDLE, Choice
-from edgesplit.delays import server_profit
-from edgesplit.scenario import Scenario
+from edgesplit.game.best_response import IDLE, Choice
+from edgesplit.model.delays import server_profit
+from edgesplit.model.scenario import Scenario
 
 
 def idle_choice(num_devices: int, dtype) -> Choice:

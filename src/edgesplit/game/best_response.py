@@ -23,9 +23,9 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 
-from edgesplit.delays import device_utility, service_delay, service_rate, sojourn_time
-from edgesplit.scenario import Scenario
-from edgesplit.schemes import Options
+from edgesplit.model.delays import device_utility, service_delay, service_rate, sojourn_time
+from edgesplit.model.scenario import Scenario
+from edgesplit.model.schemes import Options
 
 IDLE = -1
 """``server`` of a device that does not offload, and ``split`` of an idle device."""

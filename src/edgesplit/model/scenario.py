@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from edgesplit.models import DnnModel, partition_table
+from edgesplit.model.dnn import DnnModel, partition_table
 
 Array = jax.Array
 

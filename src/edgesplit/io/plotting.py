@@ -6,8 +6,8 @@ from pathlib import Path
 
 import xarray as xr
 
-from edgesplit.analysis import summary, swept_axes
 from edgesplit.errors import InputError
+from edgesplit.io.analysis import summary, swept_axes
 
 PANELS = (
     ("md_utility", "(a) Average utility of the MDs"),

@@ -12,7 +12,7 @@ from enum import IntEnum
 import jax
 import jax.numpy as jnp
 
-from edgesplit.scenario import Scenario
+from edgesplit.model.scenario import Scenario
 
 
 class Scheme(IntEnum):

@@ -8,7 +8,7 @@ no collective crosses the network and a slow process delays no other.
 from __future__ import annotations
 
 from edgesplit.errors import InputError
-from edgesplit.runner import Share
+from edgesplit.sweep.runner import Share
 
 
 def join(

@@ -36,8 +36,8 @@ import zarr
 import edgesplit
 from edgesplit.config import Setup
 from edgesplit.errors import InputError
-from edgesplit.faults import failpoint, trace
-from edgesplit.sweep_file import Sweep
+from edgesplit.io.sweep_file import Sweep
+from edgesplit.sweep.faults import failpoint, trace
 
 FORMAT = "edgesplit-sweep-1"
 """Value of the ``edgesplit_format`` attribute that marks a store as ours."""

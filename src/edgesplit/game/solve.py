@@ -14,10 +14,10 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 
-from edgesplit.best_response import Choice
-from edgesplit.certificate import device_gains, moved_prices, server_gains
 from edgesplit.config import GameSettings
-from edgesplit.price_game import (
+from edgesplit.game.best_response import Choice
+from edgesplit.game.certificate import device_gains, moved_prices, server_gains
+from edgesplit.game.price_game import (
     Status,
     final_markets,
     markets_at,
@@ -26,8 +26,8 @@ from edgesplit.price_game import (
     prices_at,
     server_sales,
 )
-from edgesplit.scenario import Scenario
-from edgesplit.schemes import scheme_options
+from edgesplit.model.scenario import Scenario
+from edgesplit.model.schemes import scheme_options
 
 
 @jax.tree_util.register_dataclass
@@ -79,7 +79,7 @@ def _solution(
 
 @partial(jax.jit, static_argnames="settings")
 def solve(scenario: Scenario, scheme, settings: GameSettings = GameSettings()) -> Solution:
-    """Play Algorithm 1 under ``scheme`` (a :class:`~edgesplit.schemes.Scheme` or its int)."""
+    """Play Algorithm 1 under ``scheme`` (a :class:`~edgesplit.model.schemes.Scheme` or its int)."""
     options = scheme_options(scenario, jnp.asarray(scheme, jnp.int32))
     game = play(scenario, options, settings)
     choices, utility, _ = markets_at(
@@ -101,7 +101,7 @@ def solve_batch(
     """:func:`solve` for a batch of scenarios (leading axis), all under ``scheme``.
 
     The price games share ``lanes`` lanes, each lane taking the next game when its own
-    ends (:func:`~edgesplit.price_game.play_queue`), and the final markets come from
+    ends (:func:`~edgesplit.game.price_game.play_queue`), and the final markets come from
     the markets the queue played (all of them, for a converged game). The games are
     those of ``vmap(solve)``: the same rounds, status and choices, and floats equal to
     rounding (the programs are fused differently); sooner when game lengths vary. The
