@@ -27,61 +27,19 @@ outside a parameter's range are refused with one line naming the key.
 from __future__ import annotations
 
 import dataclasses
-import math
 import tomllib
-from dataclasses import dataclass
 from pathlib import Path
 
 from edgesplit.config import GameSettings, Setup, check_setup_value
 from edgesplit.errors import InputError
 from edgesplit.model.dnn import resolve_model
 from edgesplit.model.schemes import Scheme
+from edgesplit.sweep.spec import Sweep
 from edgesplit.validation import choice, nonempty_list, number, read_text, table
 
 TOP_KEYS = ("name", "description", "schemes", "topologies", "seed", "chunk", "precision")
 SECTIONS = ("setup", "game", "axes")
 PRECISIONS = ("float64", "float32")
-
-
-@dataclass(frozen=True)
-class Sweep:
-    """A checked sweep file."""
-
-    name: str
-    description: str
-    text: str  # the file as written, kept in the store
-    schemes: tuple[Scheme, ...]
-    topologies: int
-    seed: int
-    chunk: int
-    precision: str
-    setup: Setup  # the base setup, before the axes
-    game: GameSettings
-    axes: dict[str, tuple]  # parameter -> grid values, in file order
-
-    @property
-    def max_devices(self) -> int:
-        return int(max(self.axes.get("num_devices", (self.setup.num_devices,))))
-
-    @property
-    def max_servers(self) -> int:
-        return int(max(self.axes.get("num_servers", (self.setup.num_servers,))))
-
-    @property
-    def grid_shape(self) -> tuple[int, ...]:
-        """Values of each axis, in file order."""
-        return tuple(len(values) for values in self.axes.values())
-
-    @property
-    def solves_per_chunk(self) -> int:
-        return self.chunk * math.prod(self.grid_shape) * len(self.schemes)
-
-    @property
-    def num_chunks(self) -> int:
-        return -(-self.topologies // self.chunk)
-
-    def replace(self, **changes) -> Sweep:
-        return dataclasses.replace(self, **changes)
 
 
 def read_sweep(path: str | Path) -> Sweep:

@@ -29,7 +29,7 @@ from jax.sharding import PartitionSpec as P
 
 from edgesplit.config import Setup
 from edgesplit.game.solve import solve_batch
-from edgesplit.io.sweep_file import Sweep
+from edgesplit.sweep.spec import Sweep
 from edgesplit.sweep.topology import sample_topology
 
 

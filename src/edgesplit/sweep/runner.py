@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgesplit.errors import InputError
-from edgesplit.io.sweep_file import Sweep
 from edgesplit.sweep.chunks import chunk_solver
 from edgesplit.sweep.faults import trace
+from edgesplit.sweep.spec import Sweep
 from edgesplit.sweep.store import open_or_create, to_store_layout, write_chunk
 
 
@@ -61,7 +61,7 @@ def run_sweep(
 
     def record(index: int, result, since: float) -> float:
         """Write a solved chunk; return when it was recorded."""
-        count = min(sweep.chunk, sweep.topologies - index * sweep.chunk)
+        count = len(sweep.chunk_range(index))
         write_chunk(path, sweep, index, to_store_layout(sweep, result, count))
         now = time.perf_counter()
         bar.set_postfix(solves_per_s=f"{sweep.solves_per_chunk / (now - since):.0f}")
@@ -76,7 +76,7 @@ def run_sweep(
             trace("solve", index)
             # Dispatched, not awaited: the devices solve this chunk while the one before
             # it is written. The shapes never change, so nothing compiles again.
-            current = index, solver(index * sweep.chunk)
+            current = index, solver(sweep.chunk_range(index).start)
             if previous is not None:
                 recorded = record(*previous, recorded)
             previous = current

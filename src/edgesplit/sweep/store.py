@@ -36,8 +36,8 @@ import zarr
 import edgesplit
 from edgesplit.config import Setup
 from edgesplit.errors import InputError
-from edgesplit.io.sweep_file import Sweep
 from edgesplit.sweep.faults import failpoint, trace
+from edgesplit.sweep.spec import Sweep
 
 FORMAT = "edgesplit-sweep-1"
 """Value of the ``edgesplit_format`` attribute that marks a store as ours."""
@@ -289,14 +289,13 @@ def chunks_done(path: str | Path) -> np.ndarray:
 
 def write_chunk(path: str | Path, sweep: Sweep, index: int, arrays: dict[str, np.ndarray]) -> None:
     """Write chunk ``index`` into its region, then record it as done."""
-    start = index * sweep.chunk
-    stop = min(start + sweep.chunk, sweep.topologies)
+    topologies = sweep.chunk_range(index)
     group = zarr.open_group(str(path), mode="r+")
     for i, name in enumerate(SCHEMA):
         if i == len(SCHEMA) // 2:
             failpoint("chunk-half-written")
         dims = dims_of(name, sweep)
-        region = tuple(slice(start, stop) if d == "topology" else slice(None) for d in dims)
+        region = tuple(slice(topologies.start, topologies.stop) if d == "topology" else slice(None) for d in dims)
         group[name][region] = arrays[name]
     _flush_to_disk()  # the results are on disk before the record says so
     failpoint("chunk-written")
