@@ -21,7 +21,7 @@ import jax.numpy as jnp
 
 from edgesplit.config import GameSettings
 from edgesplit.game.best_response import Choice, choice_utility, choose, offload_options_exact
-from edgesplit.game.price_game import server_sales
+from edgesplit.game.market import server_sales
 from edgesplit.model.scenario import Scenario, Servers
 from edgesplit.model.schemes import Options
 
@@ -45,7 +45,7 @@ def device_gains(scenario: Scenario, options: Options, price_crb, price_rrb, cho
 def moved_prices(servers: Servers, settings: GameSettings, price_crb, price_rrb):
     """(1 + S·C, S) CRB and RRB prices: these, then each server's C moves of Algorithm 1
     one at a time, Δ up or down clipped to [0, max_price]. For prices off a game's grid;
-    a game's own are :func:`~edgesplit.game.price_game.final_markets`."""
+    a game's own are :func:`~edgesplit.game.algorithm1.final_markets`."""
     # A move of -1 step is a price rise, as in the game's step grid.
     moves = -jnp.asarray(settings.moves, price_crb.dtype)  # (C, 2)
 
@@ -68,7 +68,7 @@ def moved_prices(servers: Servers, settings: GameSettings, price_crb, price_rrb)
 def server_gains(servers: Servers, options: Options, utility):
     """(S,) the most each server could gain by one price move, >= 0, from each server's
     utility (1 + S·C, S) in the market at the prices and after each server's C moves
-    (:func:`moved_prices` or :func:`~edgesplit.game.price_game.final_markets`)."""
+    (:func:`moved_prices` or :func:`~edgesplit.game.algorithm1.final_markets`)."""
     num_servers = servers.num_servers
     tried = utility[1:].reshape(num_servers, -1, num_servers)
     own = jnp.diagonal(tried, axis1=0, axis2=2).T  # (S, C): server s's utility after its moves

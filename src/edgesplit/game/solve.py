@@ -1,9 +1,10 @@
 """Solve one scenario: play the price game, settle the devices, certify the result.
 
 :func:`solve` and :func:`solve_at_prices` take one scenario, unbatched, and can be
-``jax.vmap``-ed over a batch; :func:`solve_batch` solves a batch with game lanes that
-never wait for the longest game (the sweeps use it). They are jit-compiled with the
-settings static, so a new scenario of the same shapes reuses the compiled program.
+``jax.vmap``-ed over a batch; :func:`~edgesplit.sweep.batch.solve_batch` solves a batch
+with game lanes that never wait for the longest game (the sweeps use it). They are
+jit-compiled with the settings static, so a new scenario of the same shapes reuses the
+compiled program.
 """
 
 from __future__ import annotations
@@ -15,17 +16,11 @@ import jax
 import jax.numpy as jnp
 
 from edgesplit.config import GameSettings
+from edgesplit.game.algorithm1 import Status, final_markets, play
 from edgesplit.game.best_response import Choice
 from edgesplit.game.certificate import device_gains, moved_prices, server_gains
-from edgesplit.game.price_game import (
-    Status,
-    final_markets,
-    markets_at,
-    play,
-    play_queue,
-    prices_at,
-    server_sales,
-)
+from edgesplit.game.market import markets_at, server_sales
+from edgesplit.game.prices import prices_at
 from edgesplit.model.scenario import Scenario
 from edgesplit.model.schemes import scheme_options
 
@@ -56,12 +51,12 @@ class Solution:
         return jnp.maximum(self.device_violation, self.server_violation)
 
 
-def _solution(
+def certify(
     scenario, options, price_crb, price_rrb, choice, market_utility, rounds, status
 ) -> Solution:
-    """The solution whose devices settled on ``choice`` at these prices; the servers'
-    utility in the market there and after each of their moves is ``market_utility``
-    (1 + S·C, S)."""
+    """The solution whose devices settled on ``choice`` at these prices, with its
+    certificate; the servers' utility in the market there and after each of their moves
+    is ``market_utility`` (1 + S·C, S)."""
     utility, crbs_sold, rrbs_sold = server_sales(scenario, choice, price_crb, price_rrb)
     return Solution(
         devices=choice,
@@ -89,34 +84,9 @@ def solve(scenario: Scenario, scheme, settings: GameSettings = GameSettings()) -
         ),
     )  # fmt: skip
     price_crb, price_rrb = prices_at(scenario.servers, game.steps)
-    return _solution(
+    return certify(
         scenario, options, price_crb, price_rrb, jax.tree.map(lambda x: x[0], choices), utility,
         game.rounds, game.status,
-    )  # fmt: skip
-
-
-def solve_batch(
-    scenarios: Scenario, scheme, settings: GameSettings = GameSettings(), lanes: int = 16
-) -> Solution:
-    """:func:`solve` for a batch of scenarios (leading axis), all under ``scheme``.
-
-    The price games share ``lanes`` lanes, each lane taking the next game when its own
-    ends (:func:`~edgesplit.game.price_game.play_queue`), and the final markets come from
-    the markets the queue played (all of them, for a converged game). The games are
-    those of ``vmap(solve)``: the same rounds, status and choices, and floats equal to
-    rounding (the programs are fused differently); sooner when game lengths vary. The
-    one exception is a market at a near-tie (two requests of equal profit, a device
-    indifferent between options), which rounding can settle either way: ``solve``
-    plays its final markets again, with its own rounding, where the queue reuses
-    those its rounds played, so a converged game's server gains are those its stop
-    rule saw."""
-    scheme = jnp.asarray(scheme, jnp.int32)
-    options = jax.vmap(lambda scenario: scheme_options(scenario, scheme))(scenarios)
-    ending = play_queue(scenarios, options, settings, lanes)
-    price_crb, price_rrb = jax.vmap(prices_at)(scenarios.servers, ending.state.steps)
-    return jax.vmap(_solution)(
-        scenarios, options, price_crb, price_rrb, ending.choice, ending.utility,
-        ending.state.rounds, ending.state.status,
     )  # fmt: skip
 
 
@@ -132,7 +102,7 @@ def solve_at_prices(
         scenario, options, settings,
         *moved_prices(scenario.servers, settings, price_crb, price_rrb),
     )  # fmt: skip
-    return _solution(
+    return certify(
         scenario, options, price_crb, price_rrb, jax.tree.map(lambda x: x[0], choices), utility,
         jnp.int32(0), jnp.int32(Status.FIXED_PRICES),
     )  # fmt: skip

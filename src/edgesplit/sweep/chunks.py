@@ -28,7 +28,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from edgesplit.config import Setup
-from edgesplit.game.solve import solve_batch
+from edgesplit.sweep.batch import solve_batch
 from edgesplit.sweep.spec import Sweep
 from edgesplit.sweep.topology import sample_topology
 
@@ -126,7 +126,7 @@ def chunk_program(sweep: Sweep, game_lanes: int) -> tuple[Callable, Callable, ja
     """The chunk's two functions, not yet compiled or sharded: topology indices (C,) ->
     Topology (leaves (C, G, ...)), and (topologies, schemes) -> ChunkResult; and the
     schemes to pass the second. Each scheme's C × G games share ``game_lanes`` lanes
-    (:func:`~edgesplit.game.solve.solve_batch`)."""
+    (:func:`~edgesplit.sweep.batch.solve_batch`)."""
     setups = grid_setup(sweep)
     # Traced, not constants: XLA would otherwise constant-fold the scheme masks (slowly).
     schemes = jnp.asarray([int(s) for s in sweep.schemes], jnp.int32)
