@@ -18,7 +18,8 @@ import zarr
 
 from edgesplit.io.sweep_file import parse_sweep
 from edgesplit.sweep.runner import run_sweep
-from edgesplit.sweep.store import SCHEMA, dims_of
+from edgesplit.sweep.schema import SCHEMA
+from edgesplit.sweep.store import dims_of
 
 SWEEP = """
 name = "crash"

@@ -24,7 +24,8 @@ from edgesplit.io.sweep_file import parse_sweep, read_sweep
 from edgesplit.sweep.chunks import chunk_solver, default_cpu_devices
 from edgesplit.sweep.compile_cache import ENVIRONMENT, cache_directory
 from edgesplit.sweep.runner import run_sweep
-from edgesplit.sweep.store import SCHEMA, open_store
+from edgesplit.sweep.schema import SCHEMA
+from edgesplit.sweep.store import open_store
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -28,41 +28,46 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from edgesplit.config import Setup
+from edgesplit.game.solve import Solution
 from edgesplit.sweep.batch import solve_batch
+from edgesplit.sweep.schema import POINT, SCHEMA, VARIABLES
 from edgesplit.sweep.spec import Sweep
-from edgesplit.sweep.topology import sample_topology
+from edgesplit.sweep.topology import Topology, sample_topology
 
 
-@jax.tree_util.register_dataclass
-@dataclass(frozen=True)
-class ChunkResult:
-    """Everything a chunk stores; leading axes (topology, grid point[, scheme])."""
-
-    # per device: (C, G, K, M)
-    association: jax.Array
-    split: jax.Array
-    crbs_bought: jax.Array
-    rrbs_bought: jax.Array
-    device_utility: jax.Array
-    delay: jax.Array
-    # per device, the same for every scheme: (C, G, M)
-    arrival_rate: jax.Array
-    device_active: jax.Array
-    # per device, the same for every grid point: (C, M)
-    model: jax.Array
-    # per server: (C, G, K, S)
-    price_crb: jax.Array
-    price_rrb: jax.Array
-    server_utility: jax.Array
-    crbs_sold: jax.Array
-    rrbs_sold: jax.Array
-    # per server, the same for every scheme: (C, G, S)
-    server_active: jax.Array
-    # per solve: (C, G, K)
-    rounds: jax.Array
-    status: jax.Array
-    converged: jax.Array
-    certificate: jax.Array
+def stored_variables(topologies: Topology, solutions: Solution) -> dict[str, jax.Array]:
+    """The schema's variables (:mod:`edgesplit.sweep.schema`), each with its dims (the
+    axes as one dim of grid points), from topologies with leaves (point, topology, ...)
+    and their solutions, leaves (scheme, point, topology, ...)."""
+    scenario, devices = topologies.scenario, solutions.devices
+    active = scenario.devices.active
+    present = lambda x, fill: jnp.where(active, x, fill)  # noqa: E731
+    serving = lambda x, fill: jnp.where(scenario.servers.active, x, fill)  # noqa: E731
+    variables = dict(
+        association=present(devices.server, -1),
+        split=present(devices.split, -1),
+        crbs_bought=present(devices.crbs, 0),
+        rrbs_bought=present(devices.rrbs, 0),
+        device_utility=present(devices.utility, jnp.nan),
+        delay=present(devices.delay, jnp.nan),
+        arrival_rate=jnp.where(active, scenario.devices.arrival_rate, jnp.nan),
+        device_active=active,
+        model=topologies.model[0],  # drawn from the key alone: equal at every point
+        price_crb=serving(solutions.price_crb, jnp.nan),
+        price_rrb=serving(solutions.price_rrb, jnp.nan),
+        server_utility=serving(solutions.server_utility, jnp.nan),
+        crbs_sold=serving(solutions.crbs_sold, 0),
+        rrbs_sold=serving(solutions.rrbs_sold, 0),
+        server_active=scenario.servers.active,
+        rounds=solutions.rounds,
+        status=solutions.status,
+        converged=solutions.converged,
+        certificate=solutions.certificate,
+    )
+    for name, value in variables.items():  # at trace time: the program keeps the schema
+        assert value.ndim == len(SCHEMA[name].dims_for((POINT,))), name
+    assert variables.keys() == SCHEMA.keys()
+    return variables
 
 
 def grid_setup(sweep: Sweep) -> Setup:
@@ -93,12 +98,12 @@ class ChunkSolver:
     """
 
     sample: Callable  # jitted: topology indices (C,) -> Topology, leaves (C, G, ...)
-    run: Callable  # jitted: (topologies, schemes) -> ChunkResult
+    run: Callable  # jitted: (topologies, schemes) -> the stored variables, by name
     topologies_per_call: int
     schemes: jax.Array
     sharding: NamedSharding  # of the sampled topologies: split over the devices
 
-    def __call__(self, start: int) -> ChunkResult:
+    def __call__(self, start: int) -> dict[str, jax.Array]:
         indices = np.arange(start, start + self.topologies_per_call)
         return self.run(self.sample(indices), self.schemes)
 
@@ -124,7 +129,8 @@ class ChunkSolver:
 
 def chunk_program(sweep: Sweep, game_lanes: int) -> tuple[Callable, Callable, jax.Array]:
     """The chunk's two functions, not yet compiled or sharded: topology indices (C,) ->
-    Topology (leaves (C, G, ...)), and (topologies, schemes) -> ChunkResult; and the
+    Topology (leaves (C, G, ...)), and (topologies, schemes) -> the stored variables
+    (:func:`stored_variables`); and the
     schemes to pass the second. Each scheme's C × G games share ``game_lanes`` lanes
     (:func:`~edgesplit.sweep.batch.solve_batch`)."""
     setups = grid_setup(sweep)
@@ -140,38 +146,10 @@ def chunk_program(sweep: Sweep, game_lanes: int) -> tuple[Callable, Callable, ja
             setups
         )
 
-    def store_fields(topology, solutions):
-        """One grid point's results, (K, ...) per scheme, as the store's variables."""
-        scenario, devices = topology.scenario, solutions.devices
-        active = scenario.devices.active
-        present = lambda x, fill: jnp.where(active, x, fill)  # noqa: E731
-        serving = lambda x, fill: jnp.where(scenario.servers.active, x, fill)  # noqa: E731
-        return dict(
-            association=present(devices.server, -1),
-            split=present(devices.split, -1),
-            crbs_bought=present(devices.crbs, 0),
-            rrbs_bought=present(devices.rrbs, 0),
-            device_utility=present(devices.utility, jnp.nan),
-            delay=present(devices.delay, jnp.nan),
-            arrival_rate=jnp.where(active, scenario.devices.arrival_rate, jnp.nan),
-            device_active=active,
-            model=topology.model,
-            price_crb=serving(solutions.price_crb, jnp.nan),
-            price_rrb=serving(solutions.price_rrb, jnp.nan),
-            server_utility=serving(solutions.server_utility, jnp.nan),
-            crbs_sold=serving(solutions.crbs_sold, 0),
-            rrbs_sold=serving(solutions.rrbs_sold, 0),
-            server_active=scenario.servers.active,
-            rounds=solutions.rounds,
-            status=solutions.status,
-            converged=solutions.converged,
-            certificate=solutions.certificate,
-        )
-
     def sample_chunk(indices):
         return jax.vmap(topology_at_every_point)(indices)  # leaves (C, G, ...)
 
-    def solve_chunk(topologies, schemes) -> ChunkResult:
+    def solve_chunk(topologies, schemes) -> dict[str, jax.Array]:
         lead = topologies.model.shape[:2]
         flat = jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), topologies.scenario)
         # One game queue per scheme, one after the other: user-only plays no game, and a
@@ -180,12 +158,12 @@ def chunk_program(sweep: Sweep, game_lanes: int) -> tuple[Callable, Callable, ja
         solutions = jax.lax.map(
             lambda scheme: solve_batch(flat, scheme, sweep.game, game_lanes), schemes
         )  # leaves (K, C·G, ...)
+        # The schema's order: (scheme, point, topology, ...).
         solutions = jax.tree.map(
-            lambda x: jnp.moveaxis(x, 0, 1).reshape(*lead, x.shape[0], *x.shape[2:]), solutions
-        )  # leaves (C, G, K, ...)
-        out = jax.vmap(jax.vmap(store_fields))(topologies, solutions)
-        out["model"] = out["model"][:, 0]  # drawn from the key alone: equal at every point
-        return ChunkResult(**out)
+            lambda x: jnp.swapaxes(x.reshape(x.shape[0], *lead, *x.shape[2:]), 1, 2), solutions
+        )
+        topologies = jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), topologies)
+        return stored_variables(topologies, solutions)
 
     return sample_chunk, solve_chunk, schemes
 
@@ -239,7 +217,6 @@ def chunk_solver(
     sharded = partial(
         jax.shard_map,
         mesh=mesh,
-        out_specs=P("topology"),
         check_vma=False,  # no collectives: each device's game loops are its own
     )
     return ChunkSolver(
@@ -247,13 +224,23 @@ def chunk_solver(
         # suits it: it compiles in about half the time, to the same bits (the Fig. 3
         # store is identical, variable by variable).
         sample=jax.jit(
-            sharded(sample, in_specs=P("topology")),
+            sharded(sample, in_specs=P("topology"), out_specs=P("topology")),
             compiler_options=(
                 {"xla_backend_optimization_level": 1} if devices[0].platform == "cpu" else None
             ),
         ),
-        run=jax.jit(sharded(solve, in_specs=(P("topology"), P()))),
+        run=jax.jit(
+            sharded(solve, in_specs=(P("topology"), P()), out_specs=_topology_specs())
+        ),
         topologies_per_call=per_device * len(devices),
         schemes=schemes,
         sharding=NamedSharding(mesh, P("topology")),
     )
+
+
+def _topology_specs() -> dict[str, P]:
+    """Each stored variable's sharding: split over the devices along its topology dim."""
+    return {
+        v.name: P(*("topology" if d == "topology" else None for d in v.dims_for((POINT,))))
+        for v in VARIABLES
+    }

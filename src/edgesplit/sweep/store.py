@@ -26,7 +26,7 @@ import os
 import shutil
 import socket
 import subprocess
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -37,64 +37,15 @@ import edgesplit
 from edgesplit.config import Setup
 from edgesplit.errors import InputError
 from edgesplit.sweep.faults import failpoint, trace
+from edgesplit.sweep.schema import POINT, SCHEMA, VARIABLES
 from edgesplit.sweep.spec import Sweep
 
 FORMAT = "edgesplit-sweep-1"
 """Value of the ``edgesplit_format`` attribute that marks a store as ours."""
 
-# Dims of each kind of variable, after (scheme, *axes) where marked.
-_LAYOUTS = {
-    "device": (True, True, ("topology", "device")),
-    "server": (True, True, ("topology", "server")),
-    "solve": (True, True, ("topology",)),
-    "point_device": (False, True, ("topology", "device")),
-    "point_server": (False, True, ("topology", "server")),
-    "topology_device": (False, False, ("topology", "device")),
-}
-
-
-@dataclass(frozen=True)
-class Variable:
-    layout: str
-    dtype: str  # "float", "int32", "int8" or "bool"
-    units: str
-    long_name: str
-
-
-SCHEMA = {
-    "association": Variable(
-        "device", "int32", "1", "index of the ES the MD offloads to, -1 if none"
-    ),
-    "split": Variable(
-        "device", "int32", "layers", "split point α: layers run on the MD, -1 if idle"
-    ),
-    "crbs_bought": Variable("device", "int32", "CRBs", "CRBs the MD buys"),
-    "rrbs_bought": Variable("device", "int32", "RRBs", "RRBs the MD buys"),
-    "device_utility": Variable("device", "float", "utility", "MD utility, eq. (10); 0 if idle"),
-    "delay": Variable("device", "float", "s", "mean service delay T, eq. (9); NaN if idle"),
-    "arrival_rate": Variable("point_device", "float", "tasks/s", "task arrival rate λ_m"),
-    "device_active": Variable("point_device", "bool", "1", "the MD exists (False: padding)"),
-    "model": Variable(
-        "topology_device", "int8", "1", "index of the MD's DNN in the models attribute"
-    ),
-    "price_crb": Variable("server", "float", "utility/s per CRB", "final CRB price g^(c)"),
-    "price_rrb": Variable("server", "float", "utility/s per RRB", "final RRB price g^(r)"),
-    "server_utility": Variable("server", "float", "utility", "ES utility, eq. (11)"),
-    "crbs_sold": Variable("server", "int32", "CRBs", "CRBs the ES sells"),
-    "rrbs_sold": Variable("server", "int32", "RRBs", "RRBs the ES sells"),
-    "server_active": Variable("point_server", "bool", "1", "the ES exists (False: padding)"),
-    "rounds": Variable("solve", "int32", "rounds", "rounds of Algorithm 1 played"),
-    "status": Variable("solve", "int8", "1", "0 converged, 1 cycle, 2 round limit"),
-    "converged": Variable("solve", "bool", "1", "the price game converged"),
-    "certificate": Variable(
-        "solve", "float", "utility", "largest gain of a unilateral deviation (0 at equilibrium)"
-    ),
-}
-
-
 def dims_of(name: str, sweep: Sweep) -> tuple[str, ...]:
-    by_scheme, by_point, tail = _LAYOUTS[SCHEMA[name].layout]
-    return ("scheme",) * by_scheme + tuple(sweep.axes) * by_point + tail
+    """Variable ``name``'s dims in the store of ``sweep``."""
+    return SCHEMA[name].dims_for(tuple(sweep.axes))
 
 
 def _dtype(name: str, sweep: Sweep) -> np.dtype:
@@ -294,8 +245,10 @@ def write_chunk(path: str | Path, sweep: Sweep, index: int, arrays: dict[str, np
     for i, name in enumerate(SCHEMA):
         if i == len(SCHEMA) // 2:
             failpoint("chunk-half-written")
-        dims = dims_of(name, sweep)
-        region = tuple(slice(topologies.start, topologies.stop) if d == "topology" else slice(None) for d in dims)
+        region = tuple(
+            slice(topologies.start, topologies.stop) if d == "topology" else slice(None)
+            for d in dims_of(name, sweep)
+        )
         group[name][region] = arrays[name]
     _flush_to_disk()  # the results are on disk before the record says so
     failpoint("chunk-written")
@@ -311,23 +264,19 @@ def _flush_to_disk() -> None:
         os.sync()
 
 
-def to_store_layout(sweep: Sweep, result, count: int) -> dict[str, np.ndarray]:
-    """A chunk's results, leading axes (topology, grid point[, scheme]), as arrays with
-    the store's dims; only the first ``count`` topologies (the rest is padding)."""
-    grid = sweep.grid_shape
+def to_store_layout(sweep: Sweep, result: dict, count: int) -> dict[str, np.ndarray]:
+    """A chunk program's variables (their dims with the axes as one dim of grid points,
+    :data:`~edgesplit.sweep.schema.POINT`) as arrays with the store's dims; only the
+    first ``count`` topologies (the rest is padding)."""
     out = {}
-    for name in SCHEMA:
-        by_scheme, by_point, _ = _LAYOUTS[SCHEMA[name].layout]
-        value = np.asarray(getattr(result, name))[:count]
-        if by_point:
-            lead = 3 if by_scheme else 2
-            # (C, G[, K], ...) -> ([K,] G, C, ...) -> ([K,] *grid, C, ...)
-            order = ([2] if by_scheme else []) + [1, 0] + list(range(lead, value.ndim))
-            value = value.transpose(order)
-            value = value.reshape(
-                *value.shape[: int(by_scheme)], *grid, *value.shape[int(by_scheme) + 1 :]
-            )
-        out[name] = value.astype(_dtype(name, sweep), copy=False)
+    for variable in VARIABLES:
+        dims = variable.dims_for((POINT,))
+        value = np.asarray(result[variable.name])
+        value = value[(slice(None),) * dims.index("topology") + (slice(count),)]
+        if POINT in dims:
+            at = dims.index(POINT)
+            value = value.reshape(*value.shape[:at], *sweep.grid_shape, *value.shape[at + 1 :])
+        out[variable.name] = value.astype(_dtype(variable.name, sweep), copy=False)
     return out
 
 
