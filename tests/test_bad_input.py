@@ -215,6 +215,27 @@ CASES = [
         "> 0",
     ),
     (
+        "step above max price",
+        scenario_with(setter(("servers", 1, "price_step"), 12.0)),
+        "solve {file}",
+        "servers[1].price_step",
+        "must not exceed max_price (10.0)",
+    ),
+    (
+        "old prices key",
+        scenario_with(setter(("game",), {"prices": "separate"})),
+        "solve {file}",
+        "game.prices",
+        'renamed: use "joint_price": true (or false for separate prices)',
+    ),
+    (
+        "joint price as text",
+        scenario_with(setter(("game",), {"joint_price": "yes"})),
+        "solve {file}",
+        "game.joint_price",
+        "must be true or false",
+    ),
+    (
         "NaN in JSON",
         json.dumps(EXAMPLE).replace('"reward": 1.0', '"reward": NaN', 1),
         "solve {file}",

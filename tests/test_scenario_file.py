@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from conftest import random_problem
+from edgesplit.config import JOINT_MOVES, SEPARATE_MOVES, GameSettings, Setup
 from edgesplit.errors import InputError
+from edgesplit.io import scenario_file
 from edgesplit.io.scenario_file import parse_scenario
+from edgesplit.io.sweep_file import parse_sweep
+
+ROOT = Path(__file__).resolve().parents[1]
 
 EXAMPLE = {
     "models": {
@@ -128,6 +136,14 @@ BAD = [
     (("models", "tiny", "input_bits"), 0, "models.tiny.input_bits", "must be > 0"),
     (("game",), {"update": "random"}, "game.update", "must be one of"),
     (("game",), {"max_rounds": 0}, "game.max_rounds", "must be >= 1"),
+    (("game",), {"prices": "joint"}, "game.prices", 'renamed: use "joint_price": true'),
+    (("game",), {"joint_price": "yes"}, "game.joint_price", "must be true or false"),
+    (("game",), {"speed": 1}, "game.speed", "unknown key"),
+    (("game",), {"cycle_window": 2.5}, "game.cycle_window", "must be an integer"),
+    (("game",), {"best_response": "exhaustive", "rrb_grid": 99}, "game.rrb_grid", ">= the largest"),
+    (("game",), [], "game", "must be a table/object"),
+    (("devices", 0, "cpu_hz"), -1.0, "devices[0].cpu_hz", "must be > 0"),
+    (("servers", 0, "price_step"), 10.5, "servers[0].price_step", "must not exceed max_price"),
     (("weather",), "fine", "weather", "unknown key"),
 ]
 
@@ -214,3 +230,77 @@ def test_random_files_round_trip(rng):
     np.testing.assert_array_equal(parsed.scenario.rate_per_rrb, problem["rate_per_rrb"])
     np.testing.assert_array_equal(parsed.price_crb, [s["price_crb"] for s in problem["servers"]])
     assert parsed.device_models == tuple(d["model"] for d in problem["devices"])
+
+
+# Every number of a device or server, and the Setup field whose bounds it has.
+SETUP_FIELDS = [
+    ("devices", "cpu_hz", "cpu_hz"),
+    ("devices", "arrival_rate", "mean_arrival_rate"),
+    *(("devices", key, key) for key in ("reward", "delay_weight", "payment_weight")),
+    *(("servers", key, key) for key in ("crb_hz", "crbs", "rrbs", "cost_crb", "cost_rrb")),
+    *(("servers", key, key) for key in ("max_price", "price_step", "result_delay")),
+]
+
+
+@pytest.mark.parametrize(
+    "part, key, field", SETUP_FIELDS, ids=[f"{p}.{k}" for p, k, _ in SETUP_FIELDS]
+)
+def test_scenario_numbers_have_the_bounds_of_their_setup_field(part, key, field, monkeypatch):
+    """Tightening a Setup field's bounds tightens the scenario key: the range lives once."""
+    bounds = {f.name: f for f in dataclasses.fields(Setup)}[field].metadata["bounds"]
+    parse_scenario(EXAMPLE)
+    monkeypatch.setitem(bounds, "at_most", -1)
+    with pytest.raises(InputError) as err:
+        parse_scenario(EXAMPLE)
+    assert err.value.field == f"{part}[0].{key}"
+    assert "must be <= -1" in err.value.problem
+
+
+def test_game_takes_every_game_setting():
+    game = {
+        "update": "sequential", "joint_price": False, "max_rounds": 50.0, "min_gain": 1e-3,
+        "cycle_window": 4, "fast_forward": False, "best_response": "exhaustive",
+        "crb_grid": 20, "rrb_grid": 0,
+    }  # fmt: skip
+    assert set(game) == {f.name for f in dataclasses.fields(GameSettings)}
+    settings = parse_scenario({**EXAMPLE, "game": game}).settings
+    assert settings == GameSettings(**{**game, "max_rounds": 50, "rrb_grid": 100})
+    assert settings.moves == SEPARATE_MOVES and isinstance(settings.max_rounds, int)
+    assert parse_scenario({**EXAMPLE, "game": {"joint_price": True}}).settings.moves == JOINT_MOVES
+    assert parse_scenario(EXAMPLE).settings == GameSettings()
+
+
+def test_scenario_and_sweep_files_share_the_game_vocabulary():
+    game = {"update": "sequential", "joint_price": False, "min_gain": 1e-5, "cycle_window": 3,
+            "best_response": "exhaustive"}  # fmt: skip
+    toml = "\n".join(f"{key} = {json.dumps(value)}" for key, value in game.items())
+    sweep = parse_sweep(f"topologies = 1\nseed = 0\n[game]\n{toml}\n")
+    assert parse_scenario({**EXAMPLE, "game": game}).settings == sweep.game
+    assert (sweep.game.crb_grid, sweep.game.rrb_grid) == (Setup().crbs, Setup().rrbs)
+    with pytest.raises(InputError) as sweep_err:
+        parse_sweep("topologies = 1\nseed = 0\n[game]\nspeed = 1")
+    with pytest.raises(InputError) as scenario_err:
+        parse_scenario({**EXAMPLE, "game": {"speed": 1}})
+    assert str(sweep_err.value) == str(scenario_err.value)
+    assert all(f.name in str(sweep_err.value) for f in dataclasses.fields(GameSettings))
+
+
+def test_exhaustive_grids_default_to_the_largest_server():
+    data = changed(("servers", 1, "crbs"), 21)
+    data["servers"][0]["rrbs"] = 120
+    data["game"] = {"best_response": "exhaustive"}
+    settings = parse_scenario(data).settings
+    assert (settings.crb_grid, settings.rrb_grid) == (21, 120)
+    data["game"]["crb_grid"] = 20
+    with pytest.raises(InputError, match=r"^game\.crb_grid: must be >= the largest crbs \(21\)"):
+        parse_scenario(data)
+
+
+def test_documented_examples_parse():
+    """The README's scenario example and this module's docstring example are valid files."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## One scenario: `edgesplit solve`", 1)[1].split("\n## ", 1)[0]
+    docstring = scenario_file.__doc__.split("::", 1)[1].split("\n\n", 2)[1]
+    for example in (re.findall(r"```json\n(.*?)\n```", section, flags=re.S)[0], docstring):
+        parsed = parse_scenario(json.loads(example))
+        assert parsed.settings == GameSettings()  # the examples spell out the defaults

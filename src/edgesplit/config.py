@@ -17,7 +17,7 @@ import jax
 
 from edgesplit.errors import InputError
 from edgesplit.model.dnn import REFERENCE_CLOCK_HZ
-from edgesplit.validation import choice, number
+from edgesplit.validation import choice, number, table
 
 
 def _param(default, unit: str, symbol: str, source: str, static: bool = False, **bounds):
@@ -156,6 +156,13 @@ def check_setup_value(name: str, value, where: str):
     return number(value, where, **fields[name].metadata["bounds"])
 
 
+def check_price_step(price_step: float, max_price: float, where: str) -> None:
+    """The rule between two :class:`Setup` fields that their bounds cannot say: a price
+    step no larger than the maximum price. ``where`` names the step in the file."""
+    if price_step > max_price:
+        raise InputError(where, f"must not exceed max_price ({max_price}), got {price_step}")
+
+
 JOINT_MOVES = ((-1, -1), (1, 1))  # (CRB, RRB) steps below the maximum: -1 raises a price by Δ
 SEPARATE_MOVES = ((-1, 0), (0, -1), (1, 0), (0, 1))
 
@@ -201,14 +208,14 @@ class GameSettings:
     def __post_init__(self):
         choice(self.update, "update", ("simultaneous", "sequential"))
         choice(self.best_response, "best_response", ("exact", "exhaustive"))
-        number(self.max_rounds, "max_rounds", at_least=1, integer=True)
-        number(self.cycle_window, "cycle_window", at_least=1, integer=True)
-        number(self.min_gain, "min_gain", at_least=0)
         for flag in ("joint_price", "fast_forward"):
             if not isinstance(getattr(self, flag), bool):
                 raise InputError(flag, f"must be true or false, got {getattr(self, flag)!r}")
-        for grid in ("crb_grid", "rrb_grid"):
-            number(getattr(self, grid), grid, at_least=0, integer=True)
+        counts = {"max_rounds": 1, "cycle_window": 1, "crb_grid": 0, "rrb_grid": 0}
+        for name, least in counts.items():  # stored as int: 2000.0 from JSON becomes 2000
+            value = number(getattr(self, name), name, at_least=least, integer=True)
+            object.__setattr__(self, name, value)
+        number(self.min_gain, "min_gain", at_least=0)
 
     @property
     def moves(self) -> tuple[tuple[int, int], ...]:
@@ -217,6 +224,32 @@ class GameSettings:
 
     def replace(self, **changes) -> GameSettings:
         return dataclasses.replace(self, **changes)
+
+    def fit_grids(self, crbs: int, rrbs: int) -> GameSettings:
+        """The exhaustive best response's grids reaching the largest server capacities
+        ``crbs`` and ``rrbs``: a grid left at 0 becomes that capacity, a smaller one is
+        refused. Unchanged for the exact best response, which needs no grid."""
+        if self.best_response != "exhaustive":
+            return self
+        grids = {}
+        for grid, capacity, largest in (("crb_grid", "crbs", crbs), ("rrb_grid", "rrbs", rrbs)):
+            given = getattr(self, grid)
+            if given and given < largest:
+                raise InputError(grid, f"must be >= the largest {capacity} ({largest})")
+            grids[grid] = given or int(largest)
+        return self.replace(**grids)
+
+
+def parse_game_settings(raw, where: str, *, crbs: int, rrbs: int) -> GameSettings:
+    """Game settings from a file's ``where`` table (a sweep file's ``[game]``, a scenario's
+    ``"game"``): any :class:`GameSettings` field, the rest defaults; the exhaustive grids
+    fitted to the largest capacities ``crbs`` and ``rrbs`` (:meth:`GameSettings.fit_grids`).
+    Errors name the key as ``where.KEY``."""
+    table(raw, where, optional=[f.name for f in dataclasses.fields(GameSettings)])
+    try:
+        return GameSettings(**raw).fit_grids(crbs, rrbs)
+    except InputError as err:
+        raise InputError(f"{where}.{err.field}", err.problem) from None
 
 
 def defaults_markdown() -> str:

@@ -11,13 +11,22 @@ Format (rates in bits/s, cycles in cycles, bits in bits, delays in seconds)::
                    "cost_rrb": 0.05, "price_crb": 2.0, "price_rrb": 2.0, "max_price": 10.0,
                    "price_step": 0.05, "result_delay": 0.001}],
       "rate_per_rrb": [[2.0e6]],
-      "game": {"update": "simultaneous", "prices": "joint", "max_rounds": 2000,
-               "min_gain": 1e-6}
+      "game": {"update": "simultaneous", "joint_price": true, "max_rounds": 2000,
+               "min_gain": 1e-4}
     }
 
 ``models`` and ``game`` are optional; a device's ``model`` names an entry of
 ``models`` or a built-in model (alexnet, asr, face, vgg). ``price_crb`` and
 ``price_rrb`` are needed only with ``--fixed-prices``.
+
+A device or server number has the range of the :class:`~edgesplit.config.Setup` field
+of the same name (``arrival_rate``: ``mean_arrival_rate``); a server's ``price_step``
+must not exceed its ``max_price``, nor a given price lie outside [0, ``max_price``].
+``game`` takes the keys of a sweep file's ``[game]`` table, any
+:class:`~edgesplit.config.GameSettings` field (``edgesplit defaults`` lists them); with
+``"best_response": "exhaustive"``, ``crb_grid`` and ``rrb_grid`` default to the largest
+server's ``crbs`` and ``rrbs``. The old ``"prices": "joint" | "separate"`` is refused
+with the name of its replacement, ``joint_price``.
 """
 
 from __future__ import annotations
@@ -29,20 +38,24 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 
-from edgesplit.config import GameSettings
+from edgesplit.config import GameSettings, check_price_step, check_setup_value, parse_game_settings
 from edgesplit.errors import InputError
+from edgesplit.game.algorithm1 import Status
 from edgesplit.game.best_response import IDLE
-from edgesplit.game.price_game import Status
 from edgesplit.game.solve import Solution
 from edgesplit.model.dnn import BUILTIN_PROFILES, DnnModel, builtin_model
 from edgesplit.model.scenario import Devices, Scenario, Servers, stack_tables
-from edgesplit.validation import choice, load_json, nonempty_list, number, read_text, table
+from edgesplit.validation import load_json, nonempty_list, number, read_text, table
 
-DEVICE_KEYS = ("model", "cpu_hz", "arrival_rate", "reward", "delay_weight", "payment_weight")
+DEVICE_NUMBERS = ("cpu_hz", "arrival_rate", "reward", "delay_weight", "payment_weight")
 SERVER_KEYS = (
     "crb_hz", "crbs", "rrbs", "cost_crb", "cost_rrb", "max_price", "price_step", "result_delay",
 )  # fmt: skip
-GAME_KEYS = ("update", "prices", "max_rounds", "min_gain")
+DEVICE_KEYS = ("model", *DEVICE_NUMBERS)
+# Every device and server number is checked with the bounds of the Setup field of its
+# name, or of this one.
+SETUP_FIELD = {"arrival_rate": "mean_arrival_rate"}
+RENAMED_GAME_KEYS = {"prices": 'renamed: use "joint_price": true (or false for separate prices)'}
 
 
 @dataclass(frozen=True)
@@ -80,33 +93,16 @@ def parse_scenario(data) -> ScenarioFile:
             known = ", ".join(sorted(set(models) | set(BUILTIN_PROFILES)))
             raise InputError(f"{where}.model", f"unknown model {name!r} (known: {known})")
         device_models.append(name)
-        device_rows.append(
-            (
-                number(raw["cpu_hz"], f"{where}.cpu_hz", above=0),
-                number(raw["arrival_rate"], f"{where}.arrival_rate", above=0),
-                number(raw["reward"], f"{where}.reward", at_least=0),
-                number(raw["delay_weight"], f"{where}.delay_weight", at_least=0),
-                number(raw["payment_weight"], f"{where}.payment_weight", at_least=0),
-            )
-        )
+        device_rows.append(_setup_values(raw, DEVICE_NUMBERS, where))
 
     server_rows, prices = [], []
     for s, raw in enumerate(servers):
         where = f"servers[{s}]"
         table(raw, where, required=SERVER_KEYS, optional=("price_crb", "price_rrb"))
-        max_price = number(raw["max_price"], f"{where}.max_price", above=0)
-        server_rows.append(
-            (
-                number(raw["crb_hz"], f"{where}.crb_hz", above=0),
-                number(raw["crbs"], f"{where}.crbs", at_least=1, integer=True),
-                number(raw["rrbs"], f"{where}.rrbs", at_least=1, integer=True),
-                number(raw["cost_crb"], f"{where}.cost_crb", at_least=0),
-                number(raw["cost_rrb"], f"{where}.cost_rrb", at_least=0),
-                max_price,
-                number(raw["price_step"], f"{where}.price_step", above=0),
-                number(raw["result_delay"], f"{where}.result_delay", at_least=0),
-            )
-        )
+        row = _setup_values(raw, SERVER_KEYS, where)
+        server_rows.append(row)
+        max_price = row[SERVER_KEYS.index("max_price")]
+        check_price_step(row[SERVER_KEYS.index("price_step")], max_price, f"{where}.price_step")
         prices.append(
             tuple(
                 number(raw[key], f"{where}.{key}", at_least=0, at_most=max_price)
@@ -142,7 +138,7 @@ def parse_scenario(data) -> ScenarioFile:
     return ScenarioFile(
         scenario=scenario,
         device_models=tuple(device_models),
-        settings=_parse_game(data.get("game", {})),
+        settings=_parse_game(data.get("game", {}), scenario.servers),
         price_crb=prices[:, 0] if given else None,
         price_rrb=prices[:, 1] if given else None,
     )
@@ -153,6 +149,13 @@ def fixed_prices(parsed: ScenarioFile) -> tuple[np.ndarray, np.ndarray]:
     if parsed.price_crb is None:
         raise InputError("servers[].price_crb", "every server needs price_crb and price_rrb")
     return parsed.price_crb, parsed.price_rrb
+
+
+def _setup_values(raw: dict, keys: tuple[str, ...], where: str) -> tuple:
+    """``raw``'s numbers at ``keys``, each within the bounds of its Setup field."""
+    return tuple(
+        check_setup_value(SETUP_FIELD.get(key, key), raw[key], f"{where}.{key}") for key in keys
+    )
 
 
 def _servers(rows) -> Servers:
@@ -206,19 +209,12 @@ def _parse_rates(raw, num_devices: int, num_servers: int) -> np.ndarray:
     return rates
 
 
-def _parse_game(raw) -> GameSettings:
-    table(raw, "game", optional=GAME_KEYS)
-    defaults = GameSettings()
-    prices = choice(raw.get("prices", "joint"), "game.prices", ("joint", "separate"))
-    return GameSettings(
-        update=choice(
-            raw.get("update", defaults.update), "game.update", ("simultaneous", "sequential")
-        ),
-        joint_price=prices == "joint",
-        max_rounds=number(
-            raw.get("max_rounds", defaults.max_rounds), "game.max_rounds", at_least=1, integer=True
-        ),
-        min_gain=number(raw.get("min_gain", defaults.min_gain), "game.min_gain", at_least=0),
+def _parse_game(raw, servers: Servers) -> GameSettings:
+    for key, problem in RENAMED_GAME_KEYS.items():
+        if isinstance(raw, dict) and key in raw:
+            raise InputError(f"game.{key}", problem)
+    return parse_game_settings(
+        raw, "game", crbs=int(servers.crbs.max()), rrbs=int(servers.rrbs.max())
     )
 
 

@@ -30,7 +30,13 @@ import dataclasses
 import tomllib
 from pathlib import Path
 
-from edgesplit.config import GameSettings, Setup, check_setup_value
+from edgesplit.config import (
+    GameSettings,
+    Setup,
+    check_price_step,
+    check_setup_value,
+    parse_game_settings,
+)
 from edgesplit.errors import InputError
 from edgesplit.model.dnn import resolve_model
 from edgesplit.model.schemes import Scheme
@@ -144,25 +150,9 @@ def _parse_axes(raw) -> dict[str, tuple]:
 def _check_price_step(setup: Setup, axes: dict) -> None:
     steps = axes.get("price_step", (setup.price_step,))
     tops = axes.get("max_price", (setup.max_price,))
-    if max(steps) > min(tops):
-        raise InputError("price_step", f"must not exceed max_price ({min(tops)}), got {max(steps)}")
+    check_price_step(max(steps), min(tops), "price_step")
 
 
 def _parse_game(raw, setup: Setup, axes: dict) -> GameSettings:
-    fields = [f.name for f in dataclasses.fields(GameSettings)]
-    table(raw, "game", optional=fields)
-    try:
-        game = GameSettings(**raw)
-    except InputError as err:
-        raise InputError(f"game.{err.field}", err.problem) from None
-    if game.best_response == "exhaustive":
-        # The exhaustive grid must reach every server's capacity; by default it does.
-        grids = {}
-        for grid, capacity in (("crb_grid", "crbs"), ("rrb_grid", "rrbs")):
-            largest = int(max(axes.get(capacity, (getattr(setup, capacity),))))
-            given = getattr(game, grid)
-            if given and given < largest:
-                raise InputError(f"game.{grid}", f"must be >= the largest {capacity} ({largest})")
-            grids[grid] = given or largest
-        game = game.replace(**grids)
-    return game
+    largest = {key: int(max(axes.get(key, (getattr(setup, key),)))) for key in ("crbs", "rrbs")}
+    return parse_game_settings(raw, "game", **largest)
