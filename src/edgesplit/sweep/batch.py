@@ -47,6 +47,7 @@ from edgesplit.model.scenario import Scenario
 from edgesplit.model.schemes import Options, scheme_options
 
 
+@partial(jax.jit, static_argnames=("settings", "lanes"))
 def solve_batch(
     scenarios: Scenario, scheme, settings: GameSettings = GameSettings(), lanes: int = 16
 ) -> Solution:
@@ -61,7 +62,10 @@ def solve_batch(
     exception is a market at a near-tie (two requests of equal profit, a device
     indifferent between options), which rounding can settle either way: ``solve``
     plays its final markets again, with its own rounding, where the queue reuses those
-    its rounds played, so a converged game's server gains are those its stop rule saw."""
+    its rounds played, so a converged game's server gains are those its stop rule saw.
+
+    Jit-compiled with ``settings`` and ``lanes`` static; lanes change the speed, never
+    the results."""
     scheme = jnp.asarray(scheme, jnp.int32)
     options = jax.vmap(lambda scenario: scheme_options(scenario, scheme))(scenarios)
     ending = play_queue(scenarios, options, settings, lanes)
@@ -230,9 +234,7 @@ def _next_turn(plan: QueuePlan, lane: _Lane, steps, turn, ending, previous: _Tur
     """The turn at ``steps``: the markets of play, or the final ones when ``ending``."""
     settings, servers = plan.settings, lane.scenario.servers
     market_index = jnp.arange(plan.markets)
-    of_play = turn_markets(
-        servers, settings, steps, turn_movers(settings, plan.num_servers, turn)
-    )
+    of_play = turn_markets(servers, settings, steps, turn_movers(settings, plan.num_servers, turn))
     of_play = jnp.concatenate(
         [of_play, jnp.zeros((plan.markets - plan.play_markets, *steps.shape), steps.dtype)]
     )

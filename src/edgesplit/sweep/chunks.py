@@ -28,6 +28,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from edgesplit.config import Setup
+from edgesplit.errors import InputError
 from edgesplit.game.solve import Solution
 from edgesplit.sweep.batch import solve_batch
 from edgesplit.sweep.schema import POINT, SCHEMA, VARIABLES
@@ -206,6 +207,12 @@ def chunk_solver(
     ``game_lanes`` (default :func:`default_game_lanes`) changes the speed, never the
     results.
     """
+    if sweep.precision == "float64" and not jax.config.jax_enable_x64:
+        raise InputError(
+            "precision",
+            "float64 needs JAX's 64-bit mode: call jax.config.update('jax_enable_x64', True) "
+            "first (the command line does)",
+        )
     devices = list(devices or jax.local_devices())
     per_device = max(-(-sweep.chunk // len(devices)), 2 if len(devices) > 1 else 1)
     if game_lanes is None:
@@ -229,9 +236,7 @@ def chunk_solver(
                 {"xla_backend_optimization_level": 1} if devices[0].platform == "cpu" else None
             ),
         ),
-        run=jax.jit(
-            sharded(solve, in_specs=(P("topology"), P()), out_specs=_topology_specs())
-        ),
+        run=jax.jit(sharded(solve, in_specs=(P("topology"), P()), out_specs=_topology_specs())),
         topologies_per_call=per_device * len(devices),
         schemes=schemes,
         sharding=NamedSharding(mesh, P("topology")),

@@ -43,6 +43,7 @@ from edgesplit.sweep.spec import Sweep
 FORMAT = "edgesplit-sweep-1"
 """Value of the ``edgesplit_format`` attribute that marks a store as ours."""
 
+
 def dims_of(name: str, sweep: Sweep) -> tuple[str, ...]:
     """Variable ``name``'s dims in the store of ``sweep``."""
     return SCHEMA[name].dims_for(tuple(sweep.axes))
@@ -238,18 +239,22 @@ def chunks_done(path: str | Path) -> np.ndarray:
     return np.asarray(zarr.open_group(str(path), mode="r")["chunk_done"][:], bool)
 
 
+def chunk_region(name: str, sweep: Sweep, index: int) -> tuple[slice, ...]:
+    """Where chunk ``index`` lies in variable ``name``: its topologies, all of the rest."""
+    topologies = sweep.chunk_range(index)
+    return tuple(
+        slice(topologies.start, topologies.stop) if d == "topology" else slice(None)
+        for d in dims_of(name, sweep)
+    )
+
+
 def write_chunk(path: str | Path, sweep: Sweep, index: int, arrays: dict[str, np.ndarray]) -> None:
     """Write chunk ``index`` into its region, then record it as done."""
-    topologies = sweep.chunk_range(index)
     group = zarr.open_group(str(path), mode="r+")
     for i, name in enumerate(SCHEMA):
         if i == len(SCHEMA) // 2:
             failpoint("chunk-half-written")
-        region = tuple(
-            slice(topologies.start, topologies.stop) if d == "topology" else slice(None)
-            for d in dims_of(name, sweep)
-        )
-        group[name][region] = arrays[name]
+        group[name][chunk_region(name, sweep, index)] = arrays[name]
     _flush_to_disk()  # the results are on disk before the record says so
     failpoint("chunk-written")
     group["chunk_done"][index] = True

@@ -40,12 +40,19 @@ class Topology:
 
 
 def sample_topology(
-    key, setup: Setup, max_devices: int, max_servers: int, dtype=jnp.float64
+    key,
+    setup: Setup,
+    max_devices: int | None = None,
+    max_servers: int | None = None,
+    dtype=jnp.float64,
 ) -> Topology:
-    """One random topology under ``setup``, padded to ``max_devices`` and ``max_servers``.
+    """One random topology under ``setup``, padded to ``max_devices`` and ``max_servers``
+    (default: the setup's own numbers, which must then be concrete).
 
     Devices i >= ``setup.num_devices`` and servers j >= ``setup.num_servers`` are padding.
     """
+    max_devices = int(setup.num_devices) if max_devices is None else max_devices
+    max_servers = int(setup.num_servers) if max_servers is None else max_servers
     device_keys = jax.vmap(
         lambda i: jax.random.fold_in(jax.random.fold_in(key, _DEVICE_STREAM), i)
     )(jnp.arange(max_devices))
