@@ -51,24 +51,18 @@ class Share:
         return f"{self.index}/{self.count}"
 
 
-def run(
-    sweep: Sweep | str | Path, out: str | Path | None = None, *, progress: bool = False
-) -> xr.Dataset:
-    """Run ``sweep`` (a :class:`~edgesplit.sweep.spec.Sweep`, or a sweep file's path) and
-    return its results as a Dataset with the store's schema.
+def run(sweep: Sweep, out: str | Path | None = None, *, progress: bool = False) -> xr.Dataset:
+    """Run ``sweep`` and return its results as a Dataset with the store's schema.
 
     With ``out``, the results go to the store there (created, or resumed as
     ``edgesplit run`` would) and the opened store is returned. Without it the sweep is
     solved in memory, every chunk held at once: for sweeps that fit in memory.
     """
-    from edgesplit.io.sweep_file import read_sweep
-
-    if not isinstance(sweep, Sweep):
-        sweep = read_sweep(sweep)
     if out is not None:
         run_sweep(sweep, out, progress=progress)
         return open_store(out)
-    dataset = template(sweep).load()
+    # Deep: dask computes the template's equal zero arrays once, shared between variables.
+    dataset = template(sweep).load().copy(deep=True)
     todo = range(sweep.num_chunks)
     with _progress_bar(sweep, len(todo), len(todo), progress) as bar:
         for index, arrays in _solved_chunks(sweep, todo, bar):
