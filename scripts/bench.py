@@ -8,7 +8,7 @@ Every ratio is measured side by side in one process on the same scenarios. Parts
               included, with its peak resident memory (target: under 30 s)
   baselines   JAX against a NumPy implementation vectorised across the MDs of one
               scenario (scripts/numpy_baseline.py, target 50x) and the plain-Python
-              reference (tests/reference.py, target 10,000x), same answers asserted
+              reference (edgesplit.reference, target 10,000x), same answers asserted
   memory      peak resident memory of a 100,000-topology sweep streaming to its store
               (target: under 1.5 GiB)
   compile     one compilation per sweep: compile seconds and the jit cache size after
@@ -37,6 +37,25 @@ import tempfile
 import time
 from pathlib import Path
 
+# Importing JAX starts no backend: main() chooses the platform before anything here
+# touches one (nothing at module level does).
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpy_baseline  # a sibling: scripts/ is on sys.path when a script in it runs
+from bench_scaling import cpu_model
+
+from edgesplit import reference
+from edgesplit.config import GameSettings, Setup
+from edgesplit.game.algorithm1 import start
+from edgesplit.game.market import market
+from edgesplit.io.sweep_file import read_sweep
+from edgesplit.model.schemes import Scheme, scheme_options
+from edgesplit.sweep.batch import solve_batch
+from edgesplit.sweep.chunks import chunk_solver, default_cpu_devices, default_game_lanes
+from edgesplit.sweep.compile_cache import ENVIRONMENT
+from edgesplit.sweep.topology import sample_topology
+
 ROOT = Path(__file__).resolve().parents[1]
 PARTS = (
     "fig3",
@@ -51,44 +70,32 @@ PARTS = (
     "lanes",
 )
 GPU_PARTS = ("million", "lanes")  # run by default with --device gpu only
+FIG3 = Setup().replace(mean_arrival_rate=10.0)
+GIB = 2**30
 
 
-def arguments():
+def arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
     parser.add_argument("--only", nargs="+", choices=PARTS, help="run only these parts")
-    return parser.parse_args()
+    return parser.parse_args(argv)
 
 
-ARGS = arguments()
-# The platform must be chosen before JAX starts; the CLI runs below inherit it.
-os.environ["JAX_PLATFORMS"] = "cuda" if ARGS.device == "gpu" else "cpu"
-# The CLI runs below share the GPU with this process: none may take 75% of it up front.
-os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+def choose_platform(device: str) -> str:
+    """Make JAX run on ``device`` ("cpu" or "gpu"), before it starts a backend; the CLI
+    runs below inherit the choice. Returns the platform JAX then runs on."""
+    platforms = "cuda" if device == "gpu" else "cpu"
+    os.environ["JAX_PLATFORMS"] = platforms  # for the CLI runs
+    jax.config.update("jax_platforms", platforms)  # JAX read the variable at import
+    # The CLI runs below share the GPU with this process: none may take 75% of it up front.
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    jax.config.update("jax_enable_x64", True)
+    return jax.devices()[0].platform
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
 
-jax.config.update("jax_enable_x64", True)
-sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "scripts")]
-
-import numpy_baseline  # noqa: E402
-from bench_scaling import cpu_model  # noqa: E402
-
-import reference  # noqa: E402
-from edgesplit.config import GameSettings, Setup  # noqa: E402
-from edgesplit.game.price_game import market, start  # noqa: E402
-from edgesplit.game.solve import solve_batch  # noqa: E402
-from edgesplit.io.sweep_file import read_sweep  # noqa: E402
-from edgesplit.model.schemes import Scheme, scheme_options  # noqa: E402
-from edgesplit.sweep.chunks import chunk_solver, default_cpu_devices, default_game_lanes  # noqa: E402
-from edgesplit.sweep.compile_cache import ENVIRONMENT  # noqa: E402
-from edgesplit.sweep.topology import sample_topology  # noqa: E402
-
-FIG3 = Setup().replace(mean_arrival_rate=10.0)
-PLATFORM = jax.devices()[0].platform
-GIB = 2**30
+def current_platform() -> str:
+    """The platform JAX runs on (after :func:`choose_platform`)."""
+    return jax.devices()[0].platform
 
 
 def solver(setup: Setup, settings=GameSettings(), dtype=jnp.float64, lanes: int | None = None):
@@ -123,7 +130,7 @@ def _solver_program(settings, dtype, lanes, num_devices, num_servers):
         )
         count = count_like.shape[0]
         solutions = solve_batch(
-            scenarios, scheme, settings, lanes or default_game_lanes(PLATFORM, count)
+            scenarios, scheme, settings, lanes or default_game_lanes(current_platform(), count)
         )
         options = jax.vmap(lambda sc: scheme_options(sc, scheme))(scenarios)
         skipped = jax.vmap(lambda sc, op: start(sc, op, settings).rounds)(scenarios, options)
@@ -169,7 +176,7 @@ def cli(*arguments, compile_cache: Path | None = None) -> tuple[float, float]:
     return time.perf_counter() - begin, usage.ru_maxrss * 1024 / GIB  # ru_maxrss: KiB
 
 
-def fig3(out: dict, scratch: Path) -> None:
+def fig3(out: dict, scratch: Path, device: str) -> None:
     # Cold: an empty compile cache, as on a fresh machine. Then the same sweep again,
     # into a new store, its programs loaded from that cache (a rerun, or a resume).
     cache = scratch / "xla"
@@ -188,7 +195,7 @@ def fig3(out: dict, scratch: Path) -> None:
         f"{seconds:.1f} s",
         seconds < 30,
     )
-    devices = default_cpu_devices() if ARGS.device == "cpu" else jax.local_device_count()
+    devices = default_cpu_devices() if device == "cpu" else jax.local_device_count()
     out["fig3"] = {
         "devices": devices,
         "solves": 40_000,
@@ -513,7 +520,7 @@ def arithmetic(out: dict) -> None:
     )
 
 
-def million(out: dict, total: int = 1_000_000, batch: int = 100_000) -> None:
+def million(out: dict, platform: str, total: int = 1_000_000, batch: int = 100_000) -> None:
     run, shape, scheme = solver(FIG3), jnp.zeros(batch), jnp.int32(Scheme.PROPOSED)
     begin = time.perf_counter()
     jax.block_until_ready(run(total, shape, scheme))  # compiles, on topologies not timed
@@ -526,7 +533,7 @@ def million(out: dict, total: int = 1_000_000, batch: int = 100_000) -> None:
     out["million"] = {
         "solves": total,
         "batch": batch,
-        "lanes": default_game_lanes(PLATFORM, batch),
+        "lanes": default_game_lanes(platform, batch),
         "seconds": seconds,
         "solves_per_s": total / seconds,
         "compile_and_first_batch_s": compiling,
@@ -539,11 +546,11 @@ def million(out: dict, total: int = 1_000_000, batch: int = 100_000) -> None:
     )
 
 
-def lanes(out: dict) -> None:
+def lanes(out: dict, platform: str) -> None:
     """One batch of Fig. 3 games on several numbers of game lanes, the default
     (:func:`~edgesplit.sweep.chunks.default_game_lanes`) among them."""
-    games = 1_000 if PLATFORM == "cpu" else 10_000
-    chosen = default_game_lanes(PLATFORM, games)
+    games = 1_000 if platform == "cpu" else 10_000
+    chosen = default_game_lanes(platform, games)
     rows = []
     for count in sorted({chosen, games // 64, games // 16, games // 4, games // 2}):
         _, steady, _ = timed(solver(FIG3, lanes=count), games)
@@ -590,9 +597,11 @@ def markdown(out: dict) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
-    parts = ARGS.only or [p for p in PARTS if p not in GPU_PARTS or ARGS.device == "gpu"]
-    if ARGS.device == "gpu" and PLATFORM != "gpu":
+def main(argv: list[str] | None = None) -> None:
+    args = arguments(argv)
+    parts = args.only or [p for p in PARTS if p not in GPU_PARTS or args.device == "gpu"]
+    platform = choose_platform(args.device)
+    if args.device == "gpu" and platform != "gpu":
         raise SystemExit("--device gpu: JAX finds no GPU on this machine")
     device = jax.devices()[0]
     # A copy of the tree whose .git is missing or stale (a device machine's) names its
@@ -604,21 +613,32 @@ def main() -> None:
         ).stdout.strip()
     )
     out = {
-        "device": ARGS.device,
-        "machine": f"{cpu_model() if ARGS.device == 'cpu' else device.device_kind}, "
+        "device": args.device,
+        "machine": f"{cpu_model() if args.device == 'cpu' else device.device_kind}, "
         f"{os.cpu_count()} CPUs",
         "date": time.strftime("%Y-%m-%d"),
         "commit": commit,
         "jax": jax.__version__,
     }
-    report = ROOT / "results" / "bench" / f"bench-{ARGS.device}"
+    report = ROOT / "results" / "bench" / f"bench-{args.device}"
     report.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as scratch:
+    with tempfile.TemporaryDirectory() as directory:
+        scratch = Path(directory)
+        run = {
+            "fig3": lambda: fig3(out, scratch, args.device),
+            "baselines": lambda: baselines(out),
+            "memory": lambda: memory(out, scratch),
+            "compile": lambda: compile_once(out),
+            "scaling": lambda: scaling(out),
+            "exhaustive": lambda: exhaustive(out),
+            "precision": lambda: precision(out),
+            "arithmetic": lambda: arithmetic(out),
+            "million": lambda: million(out, platform),
+            "lanes": lambda: lanes(out, platform),
+        }
+        assert run.keys() == set(PARTS)
         for part in parts:
-            if part in ("fig3", "memory"):
-                globals()[part](out, Path(scratch))
-            else:
-                {"compile": compile_once}.get(part, globals().get(part))(out)
+            run[part]()
             # After every part, so that an interrupted run keeps what it measured.
             report.with_suffix(".json").write_text(json.dumps(out, indent=1) + "\n")
             report.with_suffix(".md").write_text(markdown(out))

@@ -1,16 +1,18 @@
 """A NumPy implementation of the game, the comparison baseline for the engine benchmark.
 
-    python scripts/numpy_baseline.py [--reference-games 36] [--engine-games 10] [--timed 5]
+    python scripts/numpy_baseline.py [--timed 5]
+
+times it on Fig. 3 solves; ``pytest tests/test_numpy_baseline.py`` checks its answers.
 
 This is not used by the engine. It is the program one would write from the paper in
 the style of public MEC game codes: NumPy vectorised across the mobile devices (MDs)
 of one scenario, plain Python loops over servers, admission passes, price moves and
 rounds, one scenario at a time. It plays Algorithm 1 round by round from the maximum
 prices (no fast-forward over the opening rounds) and gives the same answers as the
-plain-Python reference ``tests/reference.py`` (the specification of the semantics)
-and as the JAX engine, which is what :func:`check_against_reference` verifies.
+plain-Python reference ``edgesplit.reference`` (the specification of the semantics)
+and as the JAX engine, which is what ``tests/test_numpy_baseline.py`` verifies.
 
-It reads a scenario in the JSON file form (the dicts and lists ``tests/reference.py``
+It reads a scenario in the JSON file form (the dicts and lists ``edgesplit.reference``
 reads). The best response is the engine's default "exact" one: for a fixed server s
 and split α, eq. (10) separates into a CRB term and an RRB term, each convex in its
 block count, so the best integer counts are the floor or the ceiling of the
@@ -20,11 +22,10 @@ continuous optimum (:func:`best_block_count`).
 from __future__ import annotations
 
 import argparse
+import functools
 import math
-import sys
 import time
-from collections import Counter, deque
-from pathlib import Path
+from collections import deque
 
 import numpy as np
 
@@ -407,7 +408,7 @@ def final_market(problem: dict, steps, scheme: int) -> dict:
 def as_problem(topology, setup) -> dict:
     """A topology sampled by the engine (unbatched) under ``setup`` (an
     ``edgesplit.config.Setup``), in the scenario-file form this module and
-    ``tests/reference.py`` read."""
+    ``edgesplit.reference`` read."""
     import jax  # only to convert; the baseline itself is NumPy
 
     from edgesplit.model.dnn import builtin_model
@@ -459,154 +460,61 @@ def as_problem(topology, setup) -> dict:
     }
 
 
-def check_against_reference(reference_games: int = 36, engine_games: int = 10, timed: int = 5):
-    """Check this baseline against tests/reference.py and the JAX engine, and time it.
-
-    1. Reduced instances small enough for the reference (3-4 MDs, 2 ESs; 4 CRBs, 8 RRBs,
-       Δ = 0.5, or 6 CRBs, 16 RRBs, max price 2, Δ = 0.1,
-       where more devices buy), PROPOSED, EDGE_ONLY and HEURISTIC at several arrival
-       rates: the same (steps, rounds, status) as ``reference.play``, some games with
-       sequential updates or separate prices; and the same market as
-       ``reference.market`` at random prices.
-    2. Fig. 3 scenarios (20 MDs, 2 ESs, λ = 10) under the same three schemes: the same
-       rounds, status, prices and device choices as ``edgesplit.game.solve.solve``.
-    3. Seconds per Fig. 3 solve (PROPOSED, λ = 10).
-
-    Topologies are sampled by the engine and converted by :func:`as_problem`.
-    Raises AssertionError after reporting every mismatch.
-    """
+@functools.cache
+def _sampler():
+    """The engine's topology sampler, jitted (one compilation per number of MDs and ESs)."""
     import jax
 
-    jax.config.update("jax_enable_x64", True)
-    here = Path(__file__).resolve().parent
-    sys.path.insert(0, str(here.parent / "tests"))
-    sys.path.insert(0, str(here))
-    import reference
-    from edgesplit.config import Setup
-    from edgesplit.game.solve import solve
     from edgesplit.sweep.topology import sample_topology
 
-    schemes = (PROPOSED, EDGE_ONLY, HEURISTIC)
-    mismatches = []
+    return jax.jit(sample_topology, static_argnums=(2, 3))
 
-    def sampled(setup, key, index):
-        topology = sample_topology(
-            jax.random.fold_in(jax.random.key(key), index),
-            setup, setup.num_devices, setup.num_servers,
-        )  # fmt: skip
-        return topology, as_problem(topology, setup)
 
-    def as_arrays(picks):
-        """reference.Pick list as this module's pick arrays (None as IDLE)."""
-        return {
-            "server": np.array([IDLE if p.server is None else p.server for p in picks]),
-            "split": np.array([IDLE if p.split is None else p.split for p in picks]),
-            "crbs": np.array([p.crbs for p in picks]),
-            "rrbs": np.array([p.rrbs for p in picks]),
-            "utility": np.array([p.utility for p in picks]),
-        }
+def sampled_problem(setup, key: int, index: int):
+    """Topology ``index`` of the stream ``key`` that the engine samples under ``setup``
+    (float64 when JAX runs with x64), and the same topology as a scenario file
+    (:func:`as_problem`)."""
+    import jax
 
-    # 1. The plain-Python reference on reduced instances.
-    instances = (
-        {"crbs": 4, "rrbs": 8, "price_step": 0.5},
-        {"crbs": 6, "rrbs": 16, "max_price": 2.0, "price_step": 0.1},
-    )
-    rates = (2.0, 5.0, 10.0, 20.0)
-    variants = [("simultaneous", True)] * 3 + [("sequential", True), ("simultaneous", False)]
-    rng = np.random.default_rng(0)
-    offloading = compared = 0
-    statuses = Counter()
-    start = time.perf_counter()
-    for i in range(reference_games):
-        scheme = schemes[i % 3]
-        update, joint = variants[i % len(variants)]
-        setup = Setup().replace(
-            num_devices=3 + i // 8 % 2, mean_arrival_rate=rates[i // 2 % len(rates)],
-            **instances[i % 2],
-        )  # fmt: skip
-        _, problem = sampled(setup, 1, i)
-        game = f"reduced game {i} (scheme {scheme}, λ {setup.mean_arrival_rate}, {update}, "
-        game += f"{'joint' if joint else 'separate'} prices)"
-        expected = reference.play(problem, scheme, update=update, joint=joint)
-        got = play(problem, scheme, update=update, joint=joint)
-        statuses[expected[2]] += 1
-        if got != expected:
-            mismatches.append(f"{game}: play {got} != reference {expected}")
-        a = prepare(problem)
-        for _ in range(4):  # skewed towards 0, where devices buy and compete for blocks
-            price_crb, price_rrb = setup.max_price * rng.uniform(size=(2, len(a["crbs"]))) ** 3
-            want = as_arrays(reference.market(problem, list(price_crb), list(price_rrb), scheme))
-            have = market(a, price_crb, price_rrb, scheme)
-            compared += 1
-            offloading += int(np.sum(want["server"] != IDLE))
-            for key, value in want.items():
-                if not np.array_equal(have[key], value):
-                    mismatches.append(f"{game}: market {key} {have[key]} != reference {value}")
-    print(
-        f"Reference: {reference_games} reduced games (statuses {dict(statuses)}) and "
-        f"{compared} markets at random prices ({offloading} offloading devices): "
-        f"{len(mismatches)} mismatches; {time.perf_counter() - start:.0f} s"
-    )
-    found = len(mismatches)
+    topology = _sampler()(
+        jax.random.fold_in(jax.random.key(key), index),
+        setup, setup.num_devices, setup.num_servers,
+    )  # fmt: skip
+    return topology, as_problem(topology, setup)
 
-    # 2. The JAX engine on Fig. 3 scenarios.
+
+def time_solves(games: int = 5) -> list[float]:
+    """Seconds per Fig. 3 solve (20 MDs, 2 ESs, λ = 10, PROPOSED) on the first topologies
+    scripts/bench.py times, each printed."""
+    from edgesplit.config import Setup
+
     fig3 = Setup().replace(mean_arrival_rate=10.0)
-    largest = {"price": 0.0, "utility": 0.0}
-    rounds = {}
-    statuses = Counter()
-    for scheme in schemes:
-        for i in range(engine_games):
-            topology, problem = sampled(fig3, 2, i)
-            solution = jax.tree.map(np.asarray, solve(topology.scenario, scheme))
-            steps, played, status = play(problem, scheme)
-            rounds.setdefault(scheme, []).append(played)
-            statuses[status] += 1
-            final = final_market(problem, steps, scheme)
-            game = f"Fig. 3 game {i} (scheme {scheme})"
-            if (played, status) != (int(solution.rounds), int(solution.status)):
-                mismatches.append(
-                    f"{game}: rounds, status {played}, {status} != engine "
-                    f"{int(solution.rounds)}, {int(solution.status)}"
-                )
-            for mine, engine in (
-                (final["price_crb"], solution.price_crb),
-                (final["price_rrb"], solution.price_rrb),
-            ):
-                largest["price"] = max(largest["price"], float(np.max(np.abs(mine - engine))))
-            for key in ("server", "split", "crbs", "rrbs"):
-                if not np.array_equal(final[key], getattr(solution.devices, key)):
-                    mismatches.append(f"{game}: {key} {final[key]} != engine")
-            difference = np.abs(final["utility"] - solution.devices.utility)
-            largest["utility"] = max(largest["utility"], float(np.max(difference)))
-    if largest["price"] > 1e-12:
-        mismatches.append(f"Fig. 3: prices differ from the engine's by {largest['price']:.2e}")
-    summary = ", ".join(f"scheme {s}: {min(r)}-{max(r)}" for s, r in rounds.items())
-    print(
-        f"Engine: {engine_games} Fig. 3 games per scheme (rounds {summary}; statuses "
-        f"{dict(statuses)}): {len(mismatches) - found} mismatches; prices within "
-        f"{largest['price']:.1e}, utilities within {largest['utility']:.1e}"
-    )
-
-    # 3. Time per Fig. 3 solve.
     seconds = []
-    for i in range(timed):
-        _, problem = sampled(fig3, 0, i)  # the first topologies scripts/bench.py times
-        start = time.perf_counter()
+    for i in range(games):
+        _, problem = sampled_problem(fig3, 0, i)
+        begin = time.perf_counter()
         steps, played, _ = play(problem, PROPOSED)
         final_market(problem, steps, PROPOSED)
-        seconds.append(time.perf_counter() - start)
+        seconds.append(time.perf_counter() - begin)
         print(f"NumPy Fig. 3 solve {i} (proposed, λ = 10): {played} rounds, {seconds[-1]:.2f} s")
     if seconds:
         print(f"      {np.mean(seconds):.2f} s a solve, {1 / np.mean(seconds):.2f} solves/s")
+    return seconds
 
-    if mismatches:
-        raise AssertionError("\n".join(mismatches))
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        epilog="Its agreement with the reference and the engine: "
+        "pytest tests/test_numpy_baseline.py",
+    )
+    parser.add_argument("--timed", type=int, default=5, help="Fig. 3 solves timed")
+    args = parser.parse_args()
+    import jax
+
+    jax.config.update("jax_enable_x64", True)  # topologies sampled as sweeps sample them
+    time_solves(args.timed)
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--reference-games", type=int, default=36)
-    parser.add_argument("--engine-games", type=int, default=10, help="per scheme")
-    parser.add_argument("--timed", type=int, default=5, help="Fig. 3 solves timed")
-    args = parser.parse_args()
-    check_against_reference(args.reference_games, args.engine_games, args.timed)
+    main()

@@ -140,3 +140,10 @@ def test_kernels_load_without_the_file_and_store_layers():
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_reference_is_independent():
+    """The plain-Python oracle imports the standard library only: no kernel, no NumPy."""
+    assert imported_modules(PACKAGE / "reference.py") <= {
+        "__future__", "__future__.annotations", "math", "dataclasses", "dataclasses.dataclass"
+    }  # fmt: skip

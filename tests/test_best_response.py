@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import reference
 from conftest import random_problem
+from edgesplit import reference
 from edgesplit.game.best_response import (
     IDLE,
     best_block_count,

@@ -9,17 +9,20 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import reference
 from conftest import random_problem
+from edgesplit import reference
 from edgesplit.config import GameSettings
 from edgesplit.game.admission import respond_with_admission
+from edgesplit.game.algorithm1 import Status
 from edgesplit.game.best_response import IDLE, Choice
 from edgesplit.game.certificate import device_gains, moved_prices, server_gains
-from edgesplit.game.price_game import Status, market, markets_at, prices_at
-from edgesplit.game.solve import solve, solve_at_prices, solve_batch
+from edgesplit.game.market import market, markets_at
+from edgesplit.game.prices import prices_at
+from edgesplit.game.solve import solve, solve_at_prices
 from edgesplit.io.scenario_file import parse_scenario
 from edgesplit.model.scenario import pad_scenario, stack, unstack
 from edgesplit.model.schemes import Scheme, scheme_options
+from edgesplit.sweep.batch import solve_batch
 
 
 def picks_of(solution, index=None):
@@ -314,7 +317,7 @@ def test_prices_stay_on_the_grid_and_in_range(rng):
 def test_fast_forward_is_exact(rng):
     """Skipping the opening no-buyer rounds gives bit-for-bit the game played through them."""
     from edgesplit.config import Setup
-    from edgesplit.game.price_game import _rounds_without_buyers
+    from edgesplit.game.fast_forward import rounds_without_buyers
     from edgesplit.sweep.topology import sample_topology
 
     _, random_scenarios, random_schemes, _ = solved_batch(rng, 24)
@@ -334,7 +337,7 @@ def test_fast_forward_is_exact(rng):
             )
         jax.tree.map(np.testing.assert_array_equal, solved[True], solved[False])
         skipped = jax.vmap(
-            lambda sc, k, st=settings: _rounds_without_buyers(sc, scheme_options(sc, k), st)
+            lambda sc, k, st=settings: rounds_without_buyers(sc, scheme_options(sc, k), st)
         )(scenarios, schemes)
         plays = np.asarray(schemes) != Scheme.USER_ONLY  # user-only plays no game
         skipped = np.asarray(skipped)[plays]

@@ -17,8 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_game import picks_of
 
-import reference
 from conftest import random_problem
+from edgesplit import reference
 from edgesplit.config import GameSettings
 from edgesplit.game.solve import solve, solve_at_prices
 from edgesplit.io.scenario_file import parse_scenario

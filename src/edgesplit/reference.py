@@ -2,9 +2,14 @@
 
 It reads a scenario in the JSON file format (plain dicts and lists) and loops over
 devices, servers, split points, CRBs and RRBs, using eqs. (2)-(11) in the paper's own
-form (service rates μ and sojourn times 1 / (μ - λ)). Nothing here imports the
-kernels. Admission and Algorithm 1 follow the rules documented in
-``edgesplit.game.admission`` and ``edgesplit.game.price_game``, written out as loops.
+form (service rates μ and sojourn times 1 / (μ - λ)). Admission and Algorithm 1 follow
+the rules documented in ``edgesplit.game.admission`` and ``edgesplit.game.algorithm1``,
+written out as loops.
+
+It ships in the package so that the tests and the benchmark scripts import it from the
+installed package (``from edgesplit import reference``), but it is the independent
+oracle the engine is checked against: it imports only the standard library, nothing
+else from edgesplit (not even NumPy or JAX), and nothing in edgesplit imports it.
 """
 
 from __future__ import annotations

@@ -60,6 +60,7 @@ class Status(IntEnum):
 
 RUNNING = -1  # GameState.status of a game under way
 
+
 def turn_movers(settings: GameSettings, num_servers: int, turn):
     """The servers that try their moves in this turn of a round: all of them at once
     (simultaneous, one turn), or server ``turn`` (sequential, S turns)."""
