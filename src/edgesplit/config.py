@@ -11,13 +11,36 @@ standard or datasheet it is taken from, or says why it was chosen.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 import jax
 
 from edgesplit.errors import InputError
 from edgesplit.model.dnn import REFERENCE_CLOCK_HZ
-from edgesplit.validation import choice, number, table
+from edgesplit.validation import FLOAT_MAX, INT32_MAX, choice, number, show, table
+
+MAX_CYCLE_WINDOW = 1024
+"""The longest ``cycle_window``. Each game holds its last ``cycle_window`` prices and
+compares the new ones with all of them every round, so the window costs memory and time
+in every game lane; a cycle longer than it is still caught, by the checkpoint taken at
+every power of two rounds, within twice its length. A window past a thousand rounds
+buys nothing but that cost (a window of 2**32 would not fit in memory)."""
+
+MAX_PRICE_STEPS = 10**9
+"""The most steps Δ a price may fall, max_price / price_step. Algorithm 1 counts a
+price in int32 steps below the maximum, and its binary searches add two such counts:
+2·(10**9 + 1) stays below 2**31."""
+
+MAX_TOPOLOGIES = 2**32
+"""The most topologies a sweep draws: topology t uses ``jax.random.fold_in(key, t)``,
+whose data is a uint32, so a larger t would repeat topology t - 2**32."""
+
+UTILITY_TERM_MAX = {name: largest / 4 for name, largest in FLOAT_MAX.items()}
+"""The most each term of a utility may reach in each precision: a quarter of the
+largest float, so that sums and differences of two terms stay finite (see
+:func:`check_ranges`)."""
 
 
 def _param(default, unit: str, symbol: str, source: str, static: bool = False, **bounds):
@@ -43,8 +66,12 @@ class Setup:
         "Section IV: each MD runs AlexNet, speech or face recognition, picked uniformly at random",
         static=True,
     )  # fmt: skip
-    num_devices: int = _param(20, "", "M", "Fig. 3: 20 MDs", at_least=1, integer=True)
-    num_servers: int = _param(2, "", "S", "Fig. 3: 2 ESs", at_least=1, integer=True)
+    num_devices: int = _param(
+        20, "", "M", "Fig. 3: 20 MDs", at_least=1, at_most=INT32_MAX, integer=True
+    )
+    num_servers: int = _param(
+        2, "", "S", "Fig. 3: 2 ESs", at_least=1, at_most=INT32_MAX, integer=True
+    )
     radius_m: float = _param(
         50.0, "m", "", "Section IV: MDs and ESs uniform in a disc of radius 50 m", above=0
     )
@@ -77,12 +104,13 @@ class Setup:
         above=0,
     )  # fmt: skip
     crbs: int = _param(
-        15, "CRBs", "", "A Tesla K40 has 15 SMX: one K40 per ES", at_least=1, integer=True
-    )
+        15, "CRBs", "", "A Tesla K40 has 15 SMX: one K40 per ES",
+        at_least=1, at_most=INT32_MAX, integer=True,
+    )  # fmt: skip
     rrbs: int = _param(
         100, "RRBs", "",
         "A 20 MHz LTE carrier has 100 resource blocks (3GPP TS 36.101 Table 5.6-1)",
-        at_least=1, integer=True,
+        at_least=1, at_most=INT32_MAX, integer=True,
     )  # fmt: skip
     rrb_bandwidth_hz: float = _param(
         180e3,
@@ -148,12 +176,78 @@ class Setup:
         return dataclasses.replace(self, **changes)
 
 
-def check_setup_value(name: str, value, where: str):
-    """``value`` checked against :class:`Setup` field ``name``'s bounds, or an InputError."""
+def check_setup_value(name: str, value, where: str, precision: str = "float64"):
+    """``value`` checked against :class:`Setup` field ``name``'s bounds, or an InputError:
+    a count within int32, any other number within the range of ``precision``."""
     fields = {f.name: f for f in dataclasses.fields(Setup)}
     if name not in fields:
         raise InputError(where, f"unknown parameter (known: {', '.join(fields)})")
-    return number(value, where, **fields[name].metadata["bounds"])
+    bounds = fields[name].metadata["bounds"]
+    value = number(value, where, **bounds)
+    if not bounds.get("integer"):
+        check_float_range(value, where, precision)
+    return value
+
+
+def check_float_range(value, where: str, precision: str) -> None:
+    """Refuse a number beyond the finite range of ``precision`` (float32: ±3.4e38)."""
+    if abs(value) > FLOAT_MAX[precision]:
+        raise InputError(
+            where,
+            f"must be within ±{FLOAT_MAX[precision]:.8g}, the range of {precision}, "
+            f"got {show(value)}",
+        )
+
+
+def check_ranges(worst: dict[str, tuple[float, str]], precision: str) -> None:
+    """The rules between :class:`Setup` fields that keep every count within int32 and
+    every utility finite in ``precision``, checked at the worst case: ``worst`` maps each
+    field to its largest value (``price_step``: its smallest) and where it is given.
+    With F the largest float of ``precision``:
+
+    * blocks of a market: num_devices × (crbs + rrbs) <= 2**31 - 1, bounding the int32
+      running totals of admission and the blocks a server sells;
+    * price grid: max_price / price_step <= :data:`MAX_PRICE_STEPS`;
+    * arrival rate: mean_arrival_rate × (1 + arrival_spread) <= F;
+    * reward (eq. 10): reward × arrival rate <= F/4;
+    * payment (eq. 10): payment_weight × max_price × (crbs + rrbs) <= F/4;
+    * a server's utility (eq. 11): (crbs + rrbs) × max(max_price, cost_crb, cost_rrb)
+      <= F/4.
+
+    Then an option a device takes has utility γλ − δT − ω·payment in (0, γλ], a
+    server's utility lies within ±F/4, and the certificate, their differences, is
+    finite. An option whose delay term δT overflows has utility −∞ and is never taken.
+    Each refusal names the largest factor of the product.
+    """
+    limit, term = FLOAT_MAX[precision], UTILITY_TERM_MAX[precision]
+    value = {name: Decimal(given[0]) for name, given in worst.items()}  # exact: no overflow
+    place = {name: given[1] for name, given in worst.items()}
+    larger_blocks = "crbs" if value["crbs"] >= value["rrbs"] else "rrbs"
+    blocks = (value["crbs"] + value["rrbs"], place[larger_blocks])
+    priciest = max(("max_price", "cost_crb", "cost_rrb"), key=value.get)
+    price = (value[priciest], place[priciest])
+    spread = (1 + value["arrival_spread"], place["arrival_spread"])
+    arrival = (value["mean_arrival_rate"] * spread[0], place["mean_arrival_rate"])
+    steps = (1 / value["price_step"], place["price_step"])
+    utility = f"the most a utility term may be in {precision}"
+    rules = (  # what, its factors (value, where), its limit, why
+        ("num_devices × (crbs + rrbs)", (worst["num_devices"], blocks), INT32_MAX,
+         "the most blocks a market counts in int32"),
+        ("max_price / price_step", (worst["max_price"], steps), MAX_PRICE_STEPS,
+         "the most price steps Algorithm 1 counts in int32"),
+        ("mean_arrival_rate × (1 + arrival_spread)", (worst["mean_arrival_rate"], spread),
+         limit, f"the largest {precision}"),
+        ("reward × arrival rate", (worst["reward"], arrival), term, utility),
+        ("payment_weight × max_price × (crbs + rrbs)",
+         (worst["payment_weight"], worst["max_price"], blocks), term, utility),
+        (f"(crbs + rrbs) × {priciest}", (blocks, price), term, utility),
+    )  # fmt: skip
+    for what, factors, most, why in rules:
+        product = math.prod(Decimal(factor[0]) for factor in factors)
+        if product > most:
+            where = max(factors, key=lambda factor: abs(Decimal(factor[0])))[1]
+            most = most if isinstance(most, int) else f"{most:.6g}"
+            raise InputError(where, f"{what} is {product:.3g}, above {most}, {why}")
 
 
 def check_price_step(price_step: float, max_price: float, where: str) -> None:
@@ -183,16 +277,19 @@ class GameSettings:
         True, "", "g^(c) = g^(r)", "Section II: a CRB is worth the same as an RRB"
     )
     max_rounds: int = _param(
-        2000, "rounds", "", "Choice: 10× the rounds needed to walk from max g to 0 in steps Δ"
-    )
+        2000, "rounds", "", "Choice: 10× the rounds needed to walk from max g to 0 in steps Δ",
+        at_least=1, at_most=INT32_MAX - 1, integer=True,  # int32 rounds, and one more counted
+    )  # fmt: skip
     min_gain: float = _param(
         1e-4, "utility", "",
         "Section III's 'preset threshold': a move must gain more; 1e-4 is 0.01% of a typical "
         "utility and above float32 rounding of utilities around 10",
+        at_least=0,
     )  # fmt: skip
     cycle_window: int = _param(
         8, "rounds", "", "Choice: revisits within 8 rounds stop the game at once; longer cycles "
         "are caught by a checkpoint at every power of two rounds",
+        at_least=1, at_most=MAX_CYCLE_WINDOW, integer=True,
     )  # fmt: skip
     fast_forward: bool = _param(
         True, "", "",
@@ -202,8 +299,14 @@ class GameSettings:
     best_response: str = _param(
         "exact", "", "", "Closed-form integer optimum; 'exhaustive' scans every (y, z) (the oracle)"
     )
-    crb_grid: int = _param(0, "CRBs", "", "Exhaustive only: largest y tried (>= every ES's CRBs)")
-    rrb_grid: int = _param(0, "RRBs", "", "Exhaustive only: largest z tried (>= every ES's RRBs)")
+    crb_grid: int = _param(
+        0, "CRBs", "", "Exhaustive only: largest y tried (>= every ES's CRBs)",
+        at_least=0, at_most=INT32_MAX, integer=True,
+    )  # fmt: skip
+    rrb_grid: int = _param(
+        0, "RRBs", "", "Exhaustive only: largest z tried (>= every ES's RRBs)",
+        at_least=0, at_most=INT32_MAX, integer=True,
+    )  # fmt: skip
 
     def __post_init__(self):
         choice(self.update, "update", ("simultaneous", "sequential"))
@@ -211,11 +314,18 @@ class GameSettings:
         for flag in ("joint_price", "fast_forward"):
             if not isinstance(getattr(self, flag), bool):
                 raise InputError(flag, f"must be true or false, got {getattr(self, flag)!r}")
-        counts = {"max_rounds": 1, "cycle_window": 1, "crb_grid": 0, "rrb_grid": 0}
-        for name, least in counts.items():  # stored as int: 2000.0 from JSON becomes 2000
-            value = number(getattr(self, name), name, at_least=least, integer=True)
-            object.__setattr__(self, name, value)
-        number(self.min_gain, "min_gain", at_least=0)
+        for f in dataclasses.fields(self):
+            if f.metadata["bounds"]:  # a count stored as int: 2000.0 from JSON becomes 2000
+                object.__setattr__(
+                    self, f.name, number(getattr(self, f.name), f.name, **f.metadata["bounds"])
+                )
+        if self.crb_grid * self.rrb_grid > INT32_MAX:  # the exhaustive kernel's int32 index
+            larger = "crb_grid" if self.crb_grid >= self.rrb_grid else "rrb_grid"
+            raise InputError(
+                larger,
+                f"crb_grid × rrb_grid is {self.crb_grid * self.rrb_grid}, above {INT32_MAX}, "
+                "the most purchases the exhaustive best response indexes (in int32)",
+            )
 
     @property
     def moves(self) -> tuple[tuple[int, int], ...]:
@@ -240,14 +350,18 @@ class GameSettings:
         return self.replace(**grids)
 
 
-def parse_game_settings(raw, where: str, *, crbs: int, rrbs: int) -> GameSettings:
+def parse_game_settings(
+    raw, where: str, *, crbs: int, rrbs: int, precision: str = "float64"
+) -> GameSettings:
     """Game settings from a file's ``where`` table (a sweep file's ``[game]``, a scenario's
     ``"game"``): any :class:`GameSettings` field, the rest defaults; the exhaustive grids
-    fitted to the largest capacities ``crbs`` and ``rrbs`` (:meth:`GameSettings.fit_grids`).
-    Errors name the key as ``where.KEY``."""
+    fitted to the largest capacities ``crbs`` and ``rrbs`` (:meth:`GameSettings.fit_grids`);
+    ``min_gain`` within the range of ``precision``. Errors name the key as ``where.KEY``."""
     table(raw, where, optional=[f.name for f in dataclasses.fields(GameSettings)])
     try:
-        return GameSettings(**raw).fit_grids(crbs, rrbs)
+        settings = GameSettings(**raw).fit_grids(crbs, rrbs)
+        check_float_range(settings.min_gain, "min_gain", precision)
+        return settings
     except InputError as err:
         raise InputError(f"{where}.{err.field}", err.problem) from None
 

@@ -27,6 +27,11 @@ must not exceed its ``max_price``, nor a given price lie outside [0, ``max_price
 ``"best_response": "exhaustive"``, ``crb_grid`` and ``rrb_grid`` default to the largest
 server's ``crbs`` and ``rrbs``. The old ``"prices": "joint" | "separate"`` is refused
 with the name of its replacement, ``joint_price``.
+
+Counts must fit in int32 and the worst case over the devices and servers must keep
+every utility finite in float64 (:func:`edgesplit.config.check_ranges`); a model's
+cycles summed must be a finite float64. The file may be at most 16 MiB, nested at most
+64 levels, and may not give a key twice in one object.
 """
 
 from __future__ import annotations
@@ -38,7 +43,13 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 
-from edgesplit.config import GameSettings, check_price_step, check_setup_value, parse_game_settings
+from edgesplit.config import (
+    GameSettings,
+    check_price_step,
+    check_ranges,
+    check_setup_value,
+    parse_game_settings,
+)
 from edgesplit.errors import InputError
 from edgesplit.game.algorithm1 import Status
 from edgesplit.game.best_response import IDLE
@@ -112,6 +123,7 @@ def parse_scenario(data) -> ScenarioFile:
             )
         )
 
+    _check_ranges(device_rows, server_rows)
     rates = _parse_rates(data["rate_per_rrb"], len(devices), len(servers))
     device_cycles, server_cycles, sent_bits, num_layers = stack_tables(
         [models[name] if name in models else builtin_model(name) for name in device_models]
@@ -156,6 +168,35 @@ def _setup_values(raw: dict, keys: tuple[str, ...], where: str) -> tuple:
     return tuple(
         check_setup_value(SETUP_FIELD.get(key, key), raw[key], f"{where}.{key}") for key in keys
     )
+
+
+def _check_ranges(device_rows: list[tuple], server_rows: list[tuple]) -> None:
+    """:func:`~edgesplit.config.check_ranges` at each server, with the device of the
+    largest reward × arrival rate and the largest payment weight: each rule takes its
+    device numbers from one device, so this is the worst case of every pair."""
+    index = {key: i for i, key in enumerate(DEVICE_NUMBERS)}
+
+    def given(m: int, key: str) -> tuple[float, str]:
+        return device_rows[m][index[key]], f"devices[{m}].{key}"
+
+    def value(m: int, key: str) -> float:
+        return float(device_rows[m][index[key]])
+
+    devices = range(len(device_rows))
+    reward = max(devices, key=lambda m: value(m, "reward") * value(m, "arrival_rate"))
+    paying = max(devices, key=lambda m: value(m, "payment_weight"))
+    worst = {
+        "num_devices": (len(device_rows), "devices"),
+        "reward": given(reward, "reward"),
+        "mean_arrival_rate": given(reward, "arrival_rate"),
+        "arrival_spread": (0.0, "devices"),
+        "payment_weight": given(paying, "payment_weight"),
+    }
+    for s, row in enumerate(server_rows):
+        numbers = {
+            key: (value, f"servers[{s}].{key}") for key, value in zip(SERVER_KEYS, row, strict=True)
+        }
+        check_ranges({**worst, **numbers}, "float64")
 
 
 def _servers(rows) -> Servers:
@@ -219,13 +260,21 @@ def _parse_game(raw, servers: Servers) -> GameSettings:
 
 
 def solution_to_json(solution: Solution) -> dict:
-    """The JSON document ``edgesplit solve`` prints."""
+    """The JSON document ``edgesplit solve`` prints: strict JSON, every number finite.
+    A value that is undefined (the server and split of an idle device, the delay of a
+    device that processes nothing) is null, and so would be any float that is not finite,
+    which the checks of the scenario's numbers rule out (see
+    :func:`~edgesplit.config.check_ranges`)."""
     sol = {k: np.asarray(v) for k, v in vars(solution).items() if k != "devices"}
     dev = {k: np.asarray(v) for k, v in vars(solution.devices).items()}
     status = Status(int(sol["status"]))
 
     def maybe(value, missing: bool):
         return None if missing else value
+
+    def finite(value) -> float | None:
+        value = float(value)
+        return value if math.isfinite(value) else None
 
     return {
         "devices": [
@@ -234,16 +283,16 @@ def solution_to_json(solution: Solution) -> dict:
                 "split": maybe(int(dev["split"][m]), dev["split"][m] == IDLE),
                 "crbs": int(dev["crbs"][m]),
                 "rrbs": int(dev["rrbs"][m]),
-                "utility": float(dev["utility"][m]),
-                "delay": maybe(float(dev["delay"][m]), dev["split"][m] == IDLE),
+                "utility": finite(dev["utility"][m]),
+                "delay": maybe(finite(dev["delay"][m]), dev["split"][m] == IDLE),
             }
             for m in range(len(dev["server"]))
         ],
         "servers": [
             {
-                "price_crb": float(sol["price_crb"][s]),
-                "price_rrb": float(sol["price_rrb"][s]),
-                "utility": float(sol["server_utility"][s]),
+                "price_crb": finite(sol["price_crb"][s]),
+                "price_rrb": finite(sol["price_rrb"][s]),
+                "utility": finite(sol["server_utility"][s]),
                 "crbs_sold": int(sol["crbs_sold"][s]),
                 "rrbs_sold": int(sol["rrbs_sold"][s]),
             }
@@ -252,7 +301,7 @@ def solution_to_json(solution: Solution) -> dict:
         "rounds": int(sol["rounds"]),
         "converged": None if status == Status.FIXED_PRICES else status == Status.CONVERGED,
         "status": status.label,
-        "certificate": float(max(sol["device_violation"], sol["server_violation"])),
-        "device_violation": float(sol["device_violation"]),
-        "server_violation": float(sol["server_violation"]),
+        "certificate": finite(max(sol["device_violation"], sol["server_violation"])),
+        "device_violation": finite(sol["device_violation"]),
+        "server_violation": finite(sol["server_violation"]),
     }

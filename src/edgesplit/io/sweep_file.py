@@ -21,7 +21,10 @@
     mean_arrival_rate = [2, 4, 6, 8, 10]
 
 Every key is checked: unknown keys, wrong types, empty or repeated grids and values
-outside a parameter's range are refused with one line naming the key.
+outside a parameter's range are refused with one line naming the key. So are counts
+beyond int32, numbers beyond the range of the sweep's precision, and grids whose worst
+case overflows a product (:func:`edgesplit.config.check_ranges`); a file above
+16 MiB or nested deeper than 64 levels is refused before it is parsed.
 """
 
 from __future__ import annotations
@@ -31,9 +34,11 @@ import tomllib
 from pathlib import Path
 
 from edgesplit.config import (
+    MAX_TOPOLOGIES,
     GameSettings,
     Setup,
     check_price_step,
+    check_ranges,
     check_setup_value,
     parse_game_settings,
 )
@@ -41,7 +46,16 @@ from edgesplit.errors import InputError
 from edgesplit.model.dnn import resolve_model
 from edgesplit.model.schemes import Scheme
 from edgesplit.sweep.spec import Sweep
-from edgesplit.validation import choice, nonempty_list, number, read_text, table
+from edgesplit.validation import (
+    FLOAT_MAX,
+    check_nesting,
+    choice,
+    nonempty_list,
+    number,
+    read_text,
+    show,
+    table,
+)
 
 TOP_KEYS = ("name", "description", "schemes", "topologies", "seed", "chunk", "precision")
 SECTIONS = ("setup", "game", "axes")
@@ -54,10 +68,15 @@ def read_sweep(path: str | Path) -> Sweep:
 
 
 def parse_sweep(text: str, default_name: str = "sweep", base_dir: Path = Path(".")) -> Sweep:
+    check_nesting(text, "sweep", "TOML")
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise InputError("sweep", f"not valid TOML: {err}") from None
+    except RecursionError:  # not reached past check_nesting; kept as a last guard
+        raise InputError("sweep", "nested too deeply") from None
+    except ValueError as err:  # an integer of more digits than Python converts
+        raise InputError("sweep", f"not valid TOML: {str(err).split(';')[0]}") from None
     table(
         data, "", required=("topologies", "seed"), optional=TOP_KEYS[:4] + TOP_KEYS[5:] + SECTIONS
     )
@@ -68,13 +87,16 @@ def parse_sweep(text: str, default_name: str = "sweep", base_dir: Path = Path(".
     description = data.get("description", "")
     if not isinstance(description, str):
         raise InputError("description", "must be a string")
-    topologies = number(data["topologies"], "topologies", at_least=1, integer=True)
+    topologies = number(
+        data["topologies"], "topologies", at_least=1, at_most=MAX_TOPOLOGIES, integer=True
+    )
     chunk = number(data.get("chunk", min(topologies, 100)), "chunk", at_least=1, integer=True)
     if chunk > topologies:
         raise InputError("chunk", f"must be <= topologies ({topologies}), got {chunk}")
 
-    axes = _parse_axes(data.get("axes", {}))
-    setup = _parse_setup(data.get("setup", {}), axes, base_dir)
+    precision = choice(data.get("precision", "float64"), "precision", PRECISIONS)
+    axes = _parse_axes(data.get("axes", {}), precision)
+    setup = _parse_setup(data.get("setup", {}), axes, base_dir, precision)
     return Sweep(
         name=name,
         description=description,
@@ -83,9 +105,9 @@ def parse_sweep(text: str, default_name: str = "sweep", base_dir: Path = Path(".
         topologies=topologies,
         seed=number(data["seed"], "seed", at_least=0, at_most=2**63 - 1, integer=True),
         chunk=chunk,
-        precision=choice(data.get("precision", "float64"), "precision", PRECISIONS),
+        precision=precision,
         setup=setup,
-        game=_parse_game(data.get("game", {}), setup, axes),
+        game=_parse_game(data.get("game", {}), setup, axes, precision),
         axes=axes,
     )
 
@@ -99,7 +121,7 @@ def _parse_schemes(raw) -> tuple[Scheme, ...]:
     return tuple(Scheme.parse(name) for name in names)
 
 
-def _parse_setup(raw, axes: dict, base_dir: Path) -> Setup:
+def _parse_setup(raw, axes: dict, base_dir: Path, precision: str) -> Setup:
     table(raw, "setup", optional=[f.name for f in dataclasses.fields(Setup)])
     values = {}
     for key, value in raw.items():
@@ -107,40 +129,69 @@ def _parse_setup(raw, axes: dict, base_dir: Path) -> Setup:
         if key in axes:
             raise InputError(where, "is also an axis; give it in one place")
         if key == "models":
-            values[key] = _parse_models(value, base_dir)
+            values[key] = _parse_models(value, base_dir, precision)
         else:
-            values[key] = check_setup_value(key, value, where)
+            values[key] = check_setup_value(key, value, where, precision)
     setup = Setup(**values)
     _check_price_step(setup, axes)
+    check_ranges(_worst_case(setup, axes), precision)
     return setup
 
 
-def _parse_models(raw, base_dir: Path) -> tuple[str, ...]:
+def _worst_case(setup: Setup, axes: dict) -> dict[str, tuple[float, str]]:
+    """Each numeric field's largest value over the grid (price_step's smallest) and where
+    it is given: the grid holds every combination, so products of these are attained."""
+    worst = {}
+    for f in dataclasses.fields(Setup):
+        if f.metadata["static"]:
+            continue
+        if f.name in axes:
+            given = [(v, f"axes.{f.name}[{i}]") for i, v in enumerate(axes[f.name])]
+        else:
+            given = [(getattr(setup, f.name), f"setup.{f.name}")]
+        pick = min if f.name == "price_step" else max
+        worst[f.name] = pick(given, key=lambda item: item[0])
+    return worst
+
+
+def _parse_models(raw, base_dir: Path, precision: str) -> tuple[str, ...]:
     names = nonempty_list(raw, "setup.models")
     resolved = []
     for i, name in enumerate(names):
+        where = f"setup.models[{i}]"
         if not isinstance(name, str):
-            raise InputError(
-                f"setup.models[{i}]", f"must be a model name or profile path, got {name!r}"
-            )
+            raise InputError(where, f"must be a model name or profile path, got {name!r}")
+        given = name
         if Path(name).suffix.lower() in (".csv", ".json"):
             name = str((base_dir / name).resolve())
         try:
-            resolve_model(name)
+            model = resolve_model(name)
         except InputError as err:
-            raise InputError(f"setup.models[{i}]", err.problem) from None
+            if err.field == "model":  # a name neither built in nor a profile's
+                raise InputError(where, err.problem) from None
+            # A profile's error names its cell, with the path as the sweep file gives it.
+            cell = given + err.field[len(name) :] if err.field.startswith(name) else err.field
+            raise InputError(where, f"{cell}: {err.problem}") from None
+        largest = max(model.total_cycles, model.largest_bits)
+        if largest > FLOAT_MAX[precision]:
+            raise InputError(
+                where,
+                f"its cycles summed or its bits ({show(largest)}) exceed the range of {precision}",
+            )
         resolved.append(name)
     return tuple(resolved)
 
 
-def _parse_axes(raw) -> dict[str, tuple]:
+def _parse_axes(raw, precision: str) -> dict[str, tuple]:
     fields = {f.name: f for f in dataclasses.fields(Setup)}
     table(raw, "axes", optional=[name for name, f in fields.items() if not f.metadata["static"]])
     axes = {}
     for key, values in raw.items():
         where = f"axes.{key}"
         values = nonempty_list(values, where)
-        checked = tuple(check_setup_value(key, v, f"{where}[{i}]") for i, v in enumerate(values))
+        checked = tuple(
+            check_setup_value(key, v, f"{where}[{i}]", precision) for i, v in enumerate(values)
+        )
         if len(set(checked)) != len(checked):
             raise InputError(where, "repeats a value")
         axes[key] = checked
@@ -153,6 +204,6 @@ def _check_price_step(setup: Setup, axes: dict) -> None:
     check_price_step(max(steps), min(tops), "price_step")
 
 
-def _parse_game(raw, setup: Setup, axes: dict) -> GameSettings:
+def _parse_game(raw, setup: Setup, axes: dict, precision: str) -> GameSettings:
     largest = {key: int(max(axes.get(key, (getattr(setup, key),)))) for key in ("crbs", "rrbs")}
-    return parse_game_settings(raw, "game", **largest)
+    return parse_game_settings(raw, "game", **largest, precision=precision)

@@ -87,6 +87,22 @@ class DnnModel:
         for j, (cycles, bits) in enumerate(zip(self.layer_cycles, self.output_bits, strict=True)):
             number(cycles, f"{where}.layers[{j}].cycles", at_least=0)
             number(bits, f"{where}.layers[{j}].output_bits", at_least=0)
+        if not math.isfinite(self.total_cycles):  # the partition table holds sums of cycles
+            raise InputError(f"{where}.layers", "the cycles of all layers summed exceed float64")
+
+    @property
+    def total_cycles(self) -> float:
+        """F_1 + ... + F_N, the largest number of the partition table's cycles; inf when
+        the sum exceeds float64."""
+        try:
+            return math.fsum(self.layer_cycles)
+        except OverflowError:
+            return math.inf
+
+    @property
+    def largest_bits(self) -> float:
+        """The largest number of the partition table's bits."""
+        return max(self.input_bits, *self.output_bits)
 
 
 @dataclass(frozen=True)
@@ -217,23 +233,40 @@ def load_profile(path: str | Path, name: str | None = None) -> LayerProfile:
     name = name or path.stem
     where = str(path)
     text = read_text(path)
+    lines = None
     if path.suffix.lower() == ".json":
         data = load_json(text, where)
         rows = data.get("layers") if isinstance(data, dict) else data
         if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
             raise InputError(where, "expected a list of layer objects or {'layers': [...]}")
     else:
-        rows = list(csv.DictReader(text.splitlines()))
-    return _profile_from_rows(name, rows, source=where)
+        reader = csv.DictReader(text.splitlines())
+        rows, lines = [], []
+        try:
+            for row in reader:
+                rows.append(row)
+                lines.append(reader.line_num)
+        except csv.Error as err:
+            raise InputError(f"{where}:{reader.line_num}", f"not valid CSV: {err}") from None
+    return _profile_from_rows(name, rows, source=where, lines=lines)
 
 
-def _profile_from_rows(name: str, rows: list[dict], source: str) -> LayerProfile:
+def _profile_from_rows(
+    name: str, rows: list[dict], source: str, lines: list[int] | None = None
+) -> LayerProfile:
+    """A profile from its rows (dicts by column); errors name the cell as
+    ``SOURCE[ROW].COLUMN``, rows counted from 0 after the header, with the line of a CSV
+    file (``lines``: each row's last line)."""
     if not rows:
         raise InputError(source, "profile has no layers")
     has_latency = "lat_ms" in rows[0] and rows[0]["lat_ms"] not in (None, "")
     for column in PROFILE_COLUMNS:
         if column not in rows[0]:
             raise InputError(f"{source}.{column}", "missing column")
+
+    def cell(i: int, column: str) -> str:
+        line = "" if lines is None else f" (line {lines[i]})"
+        return f"{source}[{i}].{column}{line}"
 
     def numbers(column: str) -> tuple[float, ...]:
         values = []
@@ -242,12 +275,15 @@ def _profile_from_rows(name: str, rows: list[dict], source: str) -> LayerProfile
             if isinstance(value, str):  # CSV cells are text
                 with contextlib.suppress(ValueError):
                     value = float(value)
-            values.append(number(value, f"{source}[{i}].{column}", at_least=0))
+            values.append(number(value, cell(i, column), at_least=0))
         return tuple(values)
 
+    for i, row in enumerate(rows):
+        if row.get("layer") is None:  # a JSON row without the key, a short CSV row
+            raise InputError(cell(i, "layer"), "missing")
     inputs = numbers("input")
     if inputs[0] <= 0:
-        raise InputError(f"{source}[0].input", "the model input must have > 0 elements")
+        raise InputError(cell(0, "input"), "the model input must have > 0 elements")
     return LayerProfile(
         name=name,
         layer_names=tuple(str(row["layer"]) for row in rows),
