@@ -89,6 +89,39 @@ def grid_setup(sweep: Sweep) -> Setup:
 
 
 @dataclass(frozen=True)
+class ProgramMemory:
+    """What a chunk's compiled programs hold on each device (XLA's memory analysis, in
+    bytes), and the devices they run on."""
+
+    per_device: int  # at once while solving: the sampled chunk, temporaries, results
+    outputs: int  # of which the results (held until the host has written them)
+    devices: int
+    platform: str
+    device_limit: int | None  # each device's own memory (accelerators), when known
+
+    @classmethod
+    def of(cls, sampling, solving, sharding: NamedSharding) -> ProgramMemory | None:
+        """From the two compiled programs (sampling's results are solving's inputs)."""
+        try:
+            sample, solve = sampling.memory_analysis(), solving.memory_analysis()
+            per_device = (
+                sample.argument_size_in_bytes + sample.temp_size_in_bytes
+                + solve.argument_size_in_bytes + solve.output_size_in_bytes
+                + solve.temp_size_in_bytes - solve.alias_size_in_bytes
+            )  # fmt: skip
+            outputs = solve.output_size_in_bytes
+        except (AttributeError, NotImplementedError, TypeError, jax.errors.JaxRuntimeError):
+            return None  # no analysis on this backend
+        devices = list(sharding.mesh.devices.flat)
+        limit = None
+        if devices[0].platform != "cpu":
+            stats = devices[0].memory_stats() or {}
+            if "bytes_limit" in stats:
+                limit = int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
+        return cls(int(per_device), int(outputs), len(devices), devices[0].platform, limit)
+
+
+@dataclass(frozen=True)
 class ChunkSolver:
     """Solves the chunk of topologies that starts at a given index.
 
@@ -108,16 +141,17 @@ class ChunkSolver:
         indices = np.arange(start, start + self.topologies_per_call)
         return self.run(self.sample(indices), self.schemes)
 
-    def compile(self) -> None:
-        """Compile both programs now, as the first chunk would. XLA compiles the
-        sampling program on a second thread while this one traces the solve program:
-        it does not hold Python's lock, so the two overlap (about 1 s of a cold start).
-        Both are traced on this thread, under its JAX settings."""
+    def compile(self) -> ProgramMemory | None:
+        """Compile both programs now, as the first chunk would, and return the memory
+        they need (None when XLA cannot say). XLA compiles the sampling program on a
+        second thread while this one traces the solve program: it does not hold
+        Python's lock, so the two overlap (about 1 s of a cold start). Both are traced
+        on this thread, under its JAX settings."""
         indices = np.arange(self.topologies_per_call)
         with ThreadPoolExecutor(max_workers=1) as pool:
             sampling = pool.submit(self.sample.lower(indices).compile)
-            self.run.lower(self.sampled_like(indices), self.schemes).compile()
-            sampling.result()
+            solving = self.run.lower(self.sampled_like(indices), self.schemes).compile()
+            return ProgramMemory.of(sampling.result(), solving, self.sharding)
 
     def sampled_like(self, indices):
         """The shapes, dtypes and sharding of ``sample(indices)``, to lower ``run`` for

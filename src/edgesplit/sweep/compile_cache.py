@@ -49,9 +49,28 @@ def cache_directory() -> Path | None:
 
 def enable_compile_cache() -> None:
     """Point JAX's persistent compilation cache at :func:`cache_directory`, unless JAX
-    already has one. Call before the first compilation."""
+    already has one. Call before the first compilation. A cache that cannot be created
+    or written is a :class:`~edgesplit.errors.RunError`."""
     import jax
 
     directory = cache_directory()
     if directory is not None and not jax.config.jax_compilation_cache_dir:
+        _check_usable(directory)
         jax.config.update("jax_compilation_cache_dir", str(directory))
+
+
+def _check_usable(directory: Path) -> None:
+    """Create the cache, or refuse in one line (JAX would warn at every compilation)."""
+    from edgesplit.errors import RunError
+
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        usable = os.access(directory, os.W_OK | os.X_OK)
+        reason = "not writable"
+    except OSError as err:
+        usable, reason = False, err.strerror or str(err)
+    if not usable:
+        raise RunError(
+            str(directory), f"cannot keep compiled programs here ({reason}); set "
+            f"{ENVIRONMENT} to a writable folder, or to off",
+        )  # fmt: skip
