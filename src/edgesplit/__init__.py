@@ -56,6 +56,7 @@ _HOMES = {
     "parse_scenario": "edgesplit.io.scenario_file",
     "ScenarioFile": "edgesplit.io.scenario_file",
     "InputError": "edgesplit.errors",
+    "RunError": "edgesplit.errors",
 }
 __all__ = ["__version__", *_HOMES]
 

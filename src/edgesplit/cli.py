@@ -1,4 +1,5 @@
-"""The ``edgesplit`` command line. Errors in user input print one line and exit with status 2."""
+"""The ``edgesplit`` command line. Errors in user input, and a machine that cannot carry a
+run, print one line and exit with status 2; SIGINT and SIGTERM stop a run with one line."""
 
 from __future__ import annotations
 
@@ -6,9 +7,12 @@ import argparse
 import contextlib
 import json
 import os
+import shlex
+import signal
 import sys
+import warnings
 
-from edgesplit.errors import InputError
+from edgesplit.errors import InputError, RunError
 
 
 def _solve(args) -> int:
@@ -23,37 +27,49 @@ def _solve(args) -> int:
         solution = solve_at_prices(parsed.scenario, scheme, price_crb, price_rrb, parsed.settings)
     else:
         solution = solve(parsed.scenario, scheme, parsed.settings)
-    json.dump(solution_to_json(solution), sys.stdout, indent=2)
-    print()
+    # Strict JSON: solution_to_json gives null, never NaN or Infinity, for what is undefined.
+    print(json.dumps(solution_to_json(solution), indent=2, allow_nan=False))
     return 0
 
 
 def _sweep_with_overrides(args):
+    from edgesplit.config import MAX_TOPOLOGIES
     from edgesplit.io.sweep_file import read_sweep
     from edgesplit.validation import number
 
     sweep = read_sweep(args.sweep)
     topologies = sweep.topologies
     if args.topologies is not None:
-        topologies = number(args.topologies, "--topologies", at_least=1, integer=True)
+        topologies = number(
+            args.topologies, "--topologies", at_least=1, at_most=MAX_TOPOLOGIES, integer=True
+        )
     chunk = min(sweep.chunk, topologies) if args.chunk is None else args.chunk
     chunk = number(chunk, "--chunk", at_least=1, at_most=topologies, integer=True)
     return sweep.replace(topologies=topologies, chunk=chunk)
 
 
 def _store_path(args, sweep) -> str:
+    if args.out == "":
+        raise InputError("--out", "must name a store, got ''")
     return args.out or f"results/{sweep.name}.zarr"
 
 
 def _init(args) -> int:
+    from edgesplit.sweep.resources import check_memory
     from edgesplit.sweep.store import open_or_create
 
     sweep = _sweep_with_overrides(args)
     out = _store_path(args, sweep)
-    done = open_or_create(out, sweep)
+    check_memory(sweep, solving=False)  # the template; workers may run elsewhere
+    done = open_or_create(out, sweep, allow_build=args.allow_other_build)
+    # The workers' command, quoted to run as printed (with I/N filled in).
+    worker = ["edgesplit", "run", args.sweep, "--out", out]
+    for flag, value in (("--topologies", args.topologies), ("--chunk", args.chunk)):
+        worker += [] if value is None else [flag, str(value)]
+    worker += ["--allow-other-build"] if getattr(args, "allow_other_build", False) else []
     print(
         f"{out}: {int(done.sum())} of {sweep.num_chunks} chunks done; "
-        f"run workers with: edgesplit run {args.sweep} --out {out} --worker I/N",
+        f"run workers with: {shlex.join(worker)} --worker I/N",
         file=sys.stderr,
     )
     return 0
@@ -91,7 +107,9 @@ def _run(args) -> int:
     try:
         sweep = _sweep_with_overrides(args)
         out = _store_path(args, sweep)
-        solved = run_sweep(sweep, out, progress=not args.quiet, share=share)
+        solved = run_sweep(
+            sweep, out, progress=not args.quiet, share=share, allow_build=args.allow_other_build
+        )
     finally:
         if distributed:
             cluster.leave()
@@ -104,6 +122,32 @@ def _run(args) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+def _verify(args) -> int:
+    """Exit 0 when every recorded chunk reads back as recorded, else 1, with a line per
+    damaged chunk on stdout; ``--repair`` un-records them so a rerun solves them again."""
+    from edgesplit.sweep.integrity import damaged_chunks, unrecord
+    from edgesplit.sweep.store import chunks_done, open_unverified
+
+    open_unverified(args.store)  # an edgesplit store, or one line saying why not
+    damaged = damaged_chunks(args.store)
+    for index, why in sorted(damaged.items()):
+        print(f"chunk {index}: {why}")
+    recorded = int(chunks_done(args.store).sum())
+    if damaged and args.repair:
+        unrecord(args.store, sorted(damaged))
+        print(
+            f"{args.store}: {len(damaged)} damaged chunk(s) un-recorded; rerun the sweep "
+            "to solve them again",
+            file=sys.stderr,
+        )
+    else:
+        print(
+            f"{args.store}: {recorded - len(damaged)} of {recorded} recorded chunks verified",
+            file=sys.stderr,
+        )
+    return 1 if damaged else 0
 
 
 def _summarize(args) -> int:
@@ -149,6 +193,11 @@ def parser() -> argparse.ArgumentParser:
         command.add_argument("--out", help="store path (default: results/NAME.zarr)")
         command.add_argument("--topologies", type=int, help="override the sweep's topology count")
         command.add_argument("--chunk", type=int, help="override the sweep's chunk size")
+        command.add_argument(
+            "--allow-other-build", action="store_true",
+            help="add results to a store made by another edgesplit version or commit "
+            "(each chunk records the build that wrote it)",
+        )  # fmt: skip
 
     init = commands.add_parser("init", help="write a sweep's empty store (before workers start)")
     sweep_arguments(init)
@@ -173,6 +222,16 @@ def parser() -> argparse.ArgumentParser:
     cluster.add_argument("--process-id", type=int, metavar="I", help="this process, 0..N-1")
     run.set_defaults(run=_run)
 
+    verify = commands.add_parser(
+        "verify", help="check every recorded chunk of a store against its checksum"
+    )
+    verify.add_argument("store")
+    verify.add_argument(
+        "--repair", action="store_true",
+        help="un-record the damaged chunks, so that a rerun of the sweep solves them again",
+    )  # fmt: skip
+    verify.set_defaults(run=_verify)
+
     summarize = commands.add_parser("summarize", help="mean utilities with 95%% CIs of a store")
     summarize.add_argument("store")
     summarize.add_argument("--markdown", action="store_true", help="print a Markdown table")
@@ -189,21 +248,71 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command; every failure is one line on stderr. Exit status 0, 2 for bad
+    input or a machine that cannot carry the run (full disk, read-only store, too
+    little memory), 128 + the signal when SIGINT (130) or SIGTERM (143) stops it."""
     args = parser().parse_args(argv)
-    import jax
+    from edgesplit.sweep.interrupts import checkpoint, interrupts_raise
 
-    from edgesplit.sweep.compile_cache import enable_compile_cache
+    with interrupts_raise(), warnings.catch_warnings():
+        warnings.showwarning = _warning_in_one_line
+        try:
+            import jax
 
-    # Single solves and their reference checks run in float64.
-    jax.config.update("jax_enable_x64", True)
-    enable_compile_cache()
-    try:
-        return args.run(args)
-    except InputError as err:
-        print(f"edgesplit: error: {err}", file=sys.stderr)
-        return 2
-    except BrokenPipeError:  # output piped into `head` and the like
-        return 0
+            from edgesplit.sweep.compile_cache import enable_compile_cache
+
+            # Single solves and their reference checks run in float64.
+            jax.config.update("jax_enable_x64", True)
+            if args.command in ("run", "solve"):  # the commands that compile
+                enable_compile_cache()
+            checkpoint()  # a signal that came during the imports
+            return args.run(args)
+        except (InputError, RunError) as err:
+            return _fail(str(err))
+        except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM (an Interrupted)
+            return _interrupted(stop)
+        except BrokenPipeError:  # output piped into `head` and the like
+            return 0
+        except OSError as err:  # not met by the run's own checks
+            from edgesplit.sweep.resources import describe
+
+            return _fail(f"{err.filename or 'edgesplit'}: {describe(err, where=False)}")
+        except MemoryError:
+            return _fail("chunk: out of memory; use a smaller chunk (or fewer topologies)")
+        except Exception as err:
+            from edgesplit.sweep.interrupts import received
+
+            if received() is not None:  # the interruption, as a library re-raised it
+                return _interrupted(err)
+            if "RESOURCE_EXHAUSTED" not in str(err):  # XLA out of a device's memory
+                raise
+            return _fail(
+                "chunk: a device ran out of memory (RESOURCE_EXHAUSTED); use a smaller chunk"
+            )
+
+
+def _warning_in_one_line(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning (say, JAX failing to write its compile cache on a full disk) as one
+    line, not two with source."""
+    text = " ".join(str(message).split())
+    print(f"edgesplit: warning: {category.__name__}: {text}", file=file or sys.stderr)
+
+
+def _fail(line: str) -> int:
+    print(f"edgesplit: error: {line}", file=sys.stderr)
+    return 2
+
+
+def _interrupted(stop: BaseException) -> int:
+    """One line, ``edgesplit: interrupted by SIGTERM: 3 of 8 chunks recorded in ...``;
+    the exit status 128 + the signal."""
+    from edgesplit.sweep.interrupts import received
+
+    signum = getattr(stop, "signum", None) or received() or signal.SIGINT
+    progress = getattr(stop, "progress", "")
+    name = signal.Signals(signum).name
+    print(f"edgesplit: interrupted by {name}{': ' if progress else ''}{progress}", file=sys.stderr)
+    return 128 + signum
 
 
 if __name__ == "__main__":

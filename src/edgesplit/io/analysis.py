@@ -9,6 +9,7 @@ import numpy as np
 import xarray as xr
 
 from edgesplit.errors import InputError
+from edgesplit.sweep.store import finished
 
 RESULT_DIMS = ("scheme", "topology", "device", "server", "chunk")
 Z95 = NormalDist().inv_cdf(0.975)
@@ -16,15 +17,6 @@ Z95 = NormalDist().inv_cdf(0.975)
 
 def swept_axes(ds: xr.Dataset) -> list[str]:
     return [d for d in ds.device_utility.dims if d not in RESULT_DIMS]
-
-
-def finished(ds: xr.Dataset) -> xr.Dataset:
-    """Only the topologies whose chunk is recorded as done."""
-    chunk = int(ds.attrs["chunk"])
-    done = np.asarray(ds.chunk_done.values, bool)[np.arange(ds.sizes["topology"]) // chunk]
-    if not done.any():
-        raise InputError("store", "has no finished chunk yet")
-    return ds.isel(topology=np.flatnonzero(done))
 
 
 def summary(ds: xr.Dataset) -> xr.Dataset:
@@ -36,6 +28,8 @@ def summary(ds: xr.Dataset) -> xr.Dataset:
     """
     ds = finished(ds)
     count = ds.sizes["topology"]
+    if not count:
+        raise InputError("store", "has no finished chunk yet")
     per_topology = {
         "md_utility": ds.device_utility.mean("device"),
         "es_utility": ds.server_utility.mean("server"),

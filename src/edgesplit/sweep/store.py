@@ -10,10 +10,14 @@ Writing order, so that a crash never leaves a store that lies:
 1. The template (dims, coordinates, attributes, empty variables) is built in a
    temporary folder beside the target and renamed into place: a store either has a
    complete template or does not exist.
-2. A chunk's variables are written into their region and synced to disk, then
-   ``chunk_done[i]`` is set.
-   Unwritten Zarr chunks read as fill values, so ``chunk_done`` is the record of what
-   holds results; a chunk killed mid-write is not marked and is solved again.
+2. A chunk's variables are written into their region and synced to disk, then its
+   checksum and build, then ``chunk_done[i]`` is set (:mod:`edgesplit.sweep.integrity`).
+   A chunk killed mid-write is not marked and is solved again.
+
+Unwritten values read as missing: floats as NaN, and integers and booleans, stored
+with a fill value no result takes, as NaN too under ``xarray.open_zarr`` (which then
+gives them a float dtype). :func:`open_store` keeps only the verified finished chunks,
+with every variable in its own dtype.
 
 Padded devices and servers (when the number of devices or servers is swept) have
 NaN in their float variables and are marked by ``device_active``/``server_active``,
@@ -25,7 +29,6 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-import subprocess
 from dataclasses import fields
 from pathlib import Path
 
@@ -33,10 +36,11 @@ import numpy as np
 import xarray as xr
 import zarr
 
-import edgesplit
 from edgesplit.config import Setup
 from edgesplit.errors import InputError
 from edgesplit.sweep.faults import failpoint, trace
+from edgesplit.sweep.identity import build, check_identity, identity_attributes
+from edgesplit.sweep.integrity import checksum, damaged_chunks
 from edgesplit.sweep.schema import POINT, SCHEMA, VARIABLES
 from edgesplit.sweep.spec import Sweep
 
@@ -50,8 +54,26 @@ def dims_of(name: str, sweep: Sweep) -> tuple[str, ...]:
 
 
 def _dtype(name: str, sweep: Sweep) -> np.dtype:
+    """Variable ``name``'s dtype in results (the sweep's precision for floats; the model
+    index as small as the number of models allows)."""
     kind = SCHEMA[name].dtype
-    return np.dtype(sweep.precision if kind == "float" else kind)
+    if kind == "float":
+        return np.dtype(sweep.precision)
+    if name == "model" and len(sweep.setup.models) > np.iinfo(np.int8).max:
+        return np.dtype(np.int16)
+    return np.dtype(kind)
+
+
+def _storage(name: str, sweep: Sweep) -> tuple[np.dtype, float | int]:
+    """The dtype variable ``name`` is stored in, and the fill value that marks it
+    unwritten: NaN for floats, the smallest integer for integers (no result is that
+    negative), -1 for booleans, stored as int8."""
+    dtype = _dtype(name, sweep)
+    if dtype.kind == "f":
+        return dtype, np.nan
+    if dtype.kind == "b":
+        return np.dtype(np.int8), -1
+    return dtype, int(np.iinfo(dtype).min)
 
 
 def _shape(name: str, sweep: Sweep) -> tuple[int, ...]:
@@ -95,11 +117,15 @@ def template(sweep: Sweep) -> xr.Dataset:
             da.zeros(_shape(name, sweep), dtype=_dtype(name, sweep), chunks=chunks),
             _about(variable.units, variable.long_name),
         )
-    data["chunk_done"] = xr.Variable(
-        ("chunk",),
-        da.zeros(sweep.num_chunks, dtype=bool, chunks=1),
-        {"long_name": "the chunk's results are written (the record a resumed run trusts)"},
-    )
+    records = {
+        "chunk_done": (bool, "the chunk's results are written (the record a resumed run trusts)"),
+        "chunk_checksum": (np.uint64, "checksum of the chunk's data as stored (0: none)"),
+        "chunk_build": ("<U96", "the edgesplit version and commit that wrote the chunk"),
+    }
+    for name, (dtype, meaning) in records.items():
+        data[name] = xr.Variable(
+            ("chunk",), da.zeros(sweep.num_chunks, dtype=dtype, chunks=1), {"long_name": meaning}
+        )
     return xr.Dataset(data, coords=coords, attrs=_attributes(sweep))
 
 
@@ -115,60 +141,67 @@ def _attributes(sweep: Sweep) -> dict:
         "edgesplit_format": FORMAT,
         "title": sweep.description or sweep.name,
         "sweep_name": sweep.name,
-        "sweep_text": sweep.text,
-        "seed": sweep.seed,
-        "topologies": sweep.topologies,
-        "chunk": sweep.chunk,
-        "precision": sweep.precision,
         "models": " ".join(Path(m).stem if "/" in m else m for m in sweep.setup.models),
-        "edgesplit_version": edgesplit.__version__,
+        **identity_attributes(sweep),
         "jax_version": jax.__version__,
         "jaxlib_version": jaxlib.__version__,
-        "git_commit": _git_commit(),
     }
-
-
-def _git_commit() -> str:
-    """The commit of the edgesplit source tree, when it is a git checkout."""
-    source = Path(edgesplit.__file__).resolve().parent
-    try:
-        result = subprocess.run(
-            ["git", "-C", str(source), "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
-    if result.returncode != 0:
-        return "unknown"
-    dirty = subprocess.run(
-        ["git", "-C", str(source), "status", "--porcelain", "--untracked-files=no"],
-        capture_output=True, text=True, timeout=10,
-    ).stdout.strip()  # fmt: skip
-    return result.stdout.strip() + ("-dirty" if dirty else "")
 
 
 def _encoding(sweep: Sweep) -> dict:
     encoding = {}
-    for name, variable in SCHEMA.items():
-        # Floats mark unwritten and undefined values with NaN; ints stay ints when read.
-        encoding[name] = {"_FillValue": np.nan if variable.dtype == "float" else None}
-    encoding["chunk_done"] = {"_FillValue": None}
+    for name in SCHEMA:
+        dtype, fill = _storage(name, sweep)
+        encoding[name] = {"dtype": dtype, "_FillValue": fill}
+    for name in ("chunk_done", "chunk_checksum", "chunk_build"):
+        encoding[name] = {"_FillValue": None}  # the records: unwritten reads as not done
     return encoding
 
 
-def open_or_create(path: str | Path, sweep: Sweep) -> np.ndarray:
+def open_or_create(
+    path: str | Path, sweep: Sweep, *, allow_build: bool = False, workers: int = 1
+) -> np.ndarray:
     """Make sure ``path`` holds this sweep's store; return which chunks are done.
 
-    A new store gets its template; an existing one must come from the same sweep
-    file, topology count and chunk size, or an InputError says why not.
+    A new store gets its template; an existing one must come from the same sweep file,
+    profile files, sizes and seed, and the same edgesplit build unless ``allow_build``
+    (:func:`~edgesplit.sweep.identity.check_identity`), or an InputError says why not.
+    ``workers`` is how many workers share the store's chunks (1: this run alone): a
+    store worked on by N workers takes no worker of another count.
     """
+    if not str(path):
+        raise InputError("--out", "must name a store, got ''")
     path = Path(path)
+    _refuse_nested(path)
     if not path.exists():
         _create(path, sweep)
-    check_matches(path, sweep)
+    check_matches(path, sweep, allow_build=allow_build)
+    if workers > 1:
+        _claim_worker_count(path, workers)
     return chunks_done(path)
+
+
+def _refuse_nested(path: Path) -> None:
+    """A store inside another store would be read as part of it."""
+    for parent in path.resolve().parents:
+        if (parent / ".zgroup").is_file() or (parent / ".zarray").is_file():
+            raise InputError(str(path), f"is inside the Zarr store {parent}; choose another --out")
+
+
+def _claim_worker_count(path: Path, workers: int) -> None:
+    """Record that ``workers`` workers share the store, refusing another worker count
+    (a marker file per count: workers never write the same file)."""
+    counts = {int(m.name.rsplit("-", 1)[1]) for m in path.glob(".edgesplit-workers-*")}
+    others = sorted(counts - {workers})
+    if others:
+        raise InputError(
+            "--worker", f"the store is shared by {others[0]} workers, not {workers}: finish "
+            "with the same count, or run without --worker",
+        )  # fmt: skip
+    try:
+        (path / f".edgesplit-workers-{workers}").touch()
+    except OSError as err:
+        raise InputError(str(path), f"cannot write the store: {err.strerror}") from None
 
 
 def _create(path: Path, sweep: Sweep) -> None:
@@ -214,8 +247,8 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def check_matches(path: Path, sweep: Sweep) -> None:
-    """Refuse a store that is not ours or was made by another sweep."""
+def check_matches(path: Path, sweep: Sweep, *, allow_build: bool = False) -> None:
+    """Refuse a store that is not ours or was made from other inputs."""
     try:
         attrs = zarr.open_group(str(path), mode="r").attrs.asdict()
     except Exception:
@@ -226,13 +259,7 @@ def check_matches(path: Path, sweep: Sweep) -> None:
         raise InputError(
             str(path), "exists but is not an edgesplit sweep store; choose another --out"
         )
-    if attrs.get("sweep_text") != sweep.text:
-        raise InputError(str(path), "was made by a different sweep file; refusing to mix results")
-    for key in ("topologies", "chunk", "seed", "precision"):
-        if attrs.get(key) != getattr(sweep, key):
-            raise InputError(
-                str(path), f"was made with {key} = {attrs.get(key)}, not {getattr(sweep, key)}"
-            )
+    check_identity(str(path), attrs, sweep, allow_build=allow_build)
 
 
 def chunks_done(path: str | Path) -> np.ndarray:
@@ -248,15 +275,27 @@ def chunk_region(name: str, sweep: Sweep, index: int) -> tuple[slice, ...]:
     )
 
 
+def as_stored(sweep: Sweep, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A chunk's arrays in the dtypes the store holds them in (whose bytes its checksum
+    covers)."""
+    return {name: arrays[name].astype(_storage(name, sweep)[0], copy=False) for name in SCHEMA}
+
+
 def write_chunk(path: str | Path, sweep: Sweep, index: int, arrays: dict[str, np.ndarray]) -> None:
-    """Write chunk ``index`` into its region, then record it as done."""
-    group = zarr.open_group(str(path), mode="r+")
-    for i, name in enumerate(SCHEMA):
-        if i == len(SCHEMA) // 2:
-            failpoint("chunk-half-written")
-        group[name][chunk_region(name, sweep, index)] = arrays[name]
+    """Write chunk ``index`` into its region, then record it as done, with its checksum."""
+    # Every chunk file is written, even one of fill values only, so that a missing file
+    # always means damage.
+    with zarr.config.set({"array.write_empty_chunks": True}):
+        group = zarr.open_group(str(path), mode="r+")
+        stored = as_stored(sweep, arrays)
+        for i, name in enumerate(SCHEMA):
+            if i == len(SCHEMA) // 2:
+                failpoint("chunk-half-written")
+            group[name][chunk_region(name, sweep, index)] = stored[name]
     _flush_to_disk()  # the results are on disk before the record says so
     failpoint("chunk-written")
+    group["chunk_checksum"][index] = checksum(stored)
+    group["chunk_build"][index] = build()
     group["chunk_done"][index] = True
     _flush_to_disk()
     trace("done", index)
@@ -286,7 +325,28 @@ def to_store_layout(sweep: Sweep, result: dict, count: int) -> dict[str, np.ndar
 
 
 def open_store(path: str | Path) -> xr.Dataset:
-    """The store as a Dataset, checked to be an edgesplit store."""
+    """The store's verified finished chunks as a Dataset, every variable in its own dtype.
+
+    Every recorded chunk is read back and checked against its checksum; a damaged one
+    is an InputError naming it (``edgesplit verify --repair`` un-records it, so that a
+    rerun solves it again). Unfinished chunks are left out: attributes
+    ``finished_topologies`` and ``topologies`` say how many topologies are in.
+    """
+    ds = open_unverified(path)
+    damaged = damaged_chunks(path)
+    if damaged:
+        index, why = min(damaged.items())
+        more = f" (and {len(damaged) - 1} more)" if len(damaged) > 1 else ""
+        raise InputError(
+            str(path), f"chunk {index} is damaged: {why}{more}; run `edgesplit verify "
+            f"{path} --repair` and rerun the sweep to solve it again",
+        )  # fmt: skip
+    return finished(ds)
+
+
+def open_unverified(path: str | Path) -> xr.Dataset:
+    """The store as ``xarray.open_zarr`` reads it (unfinished values as NaN), checked to
+    be an edgesplit store."""
     path = Path(path)
     if not path.exists():
         raise InputError(str(path), "no such store")
@@ -296,4 +356,19 @@ def open_store(path: str | Path) -> xr.Dataset:
         raise InputError(str(path), "is not a Zarr store") from None
     if ds.attrs.get("edgesplit_format") != FORMAT:
         raise InputError(str(path), "is not an edgesplit sweep store")
+    return ds
+
+
+def finished(ds: xr.Dataset) -> xr.Dataset:
+    """Only the topologies whose chunk is recorded as done, every variable in its own
+    dtype (unwritten values, read as NaN, are then gone)."""
+    chunk = int(ds.attrs["chunk"])
+    done = np.asarray(ds.chunk_done.values, bool)[np.asarray(ds.topology.values) // chunk]
+    ds = ds.isel(topology=np.flatnonzero(done))
+    for name, variable in SCHEMA.items():
+        if variable.dtype == "bool":
+            ds[name] = ds[name].astype(bool)
+        elif variable.dtype != "float":
+            ds[name] = ds[name].astype(ds[name].encoding.get("dtype", ds[name].dtype))
+    ds.attrs["finished_topologies"] = ds.sizes["topology"]
     return ds
