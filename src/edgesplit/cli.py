@@ -66,7 +66,7 @@ def _init(args) -> int:
     worker = ["edgesplit", "run", args.sweep, "--out", out]
     for flag, value in (("--topologies", args.topologies), ("--chunk", args.chunk)):
         worker += [] if value is None else [flag, str(value)]
-    worker += ["--allow-other-build"] if getattr(args, "allow_other_build", False) else []
+    worker += ["--allow-other-build"] if args.allow_other_build else []
     print(
         f"{out}: {int(done.sum())} of {sweep.num_chunks} chunks done; "
         f"run workers with: {shlex.join(worker)} --worker I/N",
@@ -118,7 +118,7 @@ def _run(args) -> int:
     status = "complete" if done == sweep.num_chunks else f"{done} of {sweep.num_chunks} chunks done"
     print(
         f"{out}: {who}{solved} chunk(s) solved, store {status}; "
-        f"open with xarray.open_zarr({out!r})",
+        f"open with edgesplit.open_store({out!r})",
         file=sys.stderr,
     )
     return 0
