@@ -6,7 +6,6 @@ uninterrupted run's."""
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import shlex
 import shutil
@@ -20,6 +19,7 @@ import numpy as np
 import pytest
 import zarr
 import zarr.storage._local as zarr_local
+from test_bad_input import fingerprint
 from test_sweep import TINY
 
 import edgesplit
@@ -44,15 +44,6 @@ def assert_same(store, reference):
     got, expected = read(store), read(reference)
     for name in RECORDED:
         np.testing.assert_array_equal(got[name], expected[name], err_msg=name)
-
-
-def fingerprint(path: Path) -> str:
-    digest = hashlib.sha256()
-    for item in sorted(path.rglob("*")):
-        digest.update(str(item.relative_to(path)).encode())
-        if item.is_file():
-            digest.update(item.read_bytes())
-    return digest.hexdigest()
 
 
 def one_line(capsys, start: str = "edgesplit: error: ") -> str:
