@@ -49,9 +49,7 @@ def _sweep_with_overrides(args):
 
 
 def _store_path(args, sweep) -> str:
-    if args.out == "":
-        raise InputError("--out", "must name a store, got ''")
-    return args.out or f"results/{sweep.name}.zarr"
+    return f"results/{sweep.name}.zarr" if args.out is None else args.out
 
 
 def _init(args) -> int:

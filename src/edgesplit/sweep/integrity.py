@@ -33,13 +33,11 @@ def checksum(arrays: Mapping[str, np.ndarray]) -> int:
     return int.from_bytes(digest.digest(), "little") or 1
 
 
-def region(array: zarr.Array, chunk: int, index: int, topologies: int) -> tuple[slice, ...]:
-    """Where chunk ``index`` (of ``chunk`` topologies) lies in ``array``: its topologies,
-    all of the rest."""
-    start, stop = index * chunk, min((index + 1) * chunk, topologies)
+def region(dims, topologies: range) -> tuple[slice, ...]:
+    """Where the ``topologies`` lie in a variable of ``dims``: theirs, all of the rest."""
     return tuple(
-        slice(start, stop) if dim == "topology" else slice(None)
-        for dim in array.attrs["_ARRAY_DIMENSIONS"]
+        slice(topologies.start, topologies.stop) if dim == "topology" else slice(None)
+        for dim in dims
     )
 
 
@@ -66,7 +64,10 @@ def damaged_chunks(path: str | Path, *, full: bool = True) -> dict[int, str]:
             damaged[index] = f"its data is missing ({', '.join(missing)})"
         elif full:
             try:
-                arrays = {n: group[n][region(group[n], chunk, index, topologies)] for n in SCHEMA}
+                rows = range(index * chunk, min((index + 1) * chunk, topologies))
+                arrays = {
+                    n: group[n][region(group[n].attrs["_ARRAY_DIMENSIONS"], rows)] for n in SCHEMA
+                }
             except Exception as err:  # a damaged file fails in its codec, whichever
                 damaged[index] = f"its data cannot be read ({type(err).__name__})"
                 continue

@@ -33,12 +33,12 @@ import socket
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
-
 from edgesplit.errors import InputError, Interrupted, RunError
+from edgesplit.sweep.integrity import RECORDS
 from edgesplit.sweep.interrupts import checkpoint, received
 from edgesplit.sweep.schema import SCHEMA
 from edgesplit.sweep.spec import Sweep
+from edgesplit.sweep.store import chunks_done, dtype_of, shape_of
 
 MEMORY_LIMIT = "EDGESPLIT_MEMORY_LIMIT"
 
@@ -49,7 +49,6 @@ MEMORY_LIMIT = "EDGESPLIT_MEMORY_LIMIT"
 _BYTES_PER_DASK_CHUNK = 720
 _BYTES_PER_TOPOLOGY = 3 * 8
 _RECORD_BYTES = 1 + 8 + 4 * 96  # chunk_done, chunk_checksum, chunk_build, when read
-_RECORDS = 3  # chunk_done, chunk_checksum, chunk_build
 # One chunk's results, alive at once: on the device as the program returns them, and
 # the next chunk's there too while this one is written (solving overlaps writing); on
 # the host, the copy being written.
@@ -155,7 +154,7 @@ def memory_limit() -> tuple[int | None, str]:
 
 def template_bytes(sweep: Sweep) -> int:
     """The host memory of building, writing and opening the store's template."""
-    tasks = sweep.num_chunks * (len(SCHEMA) + _RECORDS)
+    tasks = sweep.num_chunks * (len(SCHEMA) + len(RECORDS))
     return (
         tasks * _BYTES_PER_DASK_CHUNK
         + sweep.num_chunks * _RECORD_BYTES
@@ -165,19 +164,8 @@ def template_bytes(sweep: Sweep) -> int:
 
 def result_bytes(sweep: Sweep, topologies: int) -> int:
     """The bytes of the store's variables for ``topologies`` topologies."""
-    sizes = {
-        "scheme": len(sweep.schemes),
-        "topology": topologies,
-        "device": sweep.max_devices,
-        "server": sweep.max_servers,
-        **{axis: len(values) for axis, values in sweep.axes.items()},
-    }
-    total = 0
-    for variable in SCHEMA.values():
-        kind = sweep.precision if variable.dtype == "float" else variable.dtype
-        count = math.prod(sizes[d] for d in variable.dims_for(tuple(sweep.axes)))
-        total += count * np.dtype(kind).itemsize
-    return total
+    sized = sweep.replace(topologies=topologies)
+    return sum(math.prod(shape_of(name, sized)) * dtype_of(name, sized).itemsize for name in SCHEMA)
 
 
 def _held(sweep: Sweep, in_memory: bool) -> int:
@@ -343,9 +331,7 @@ def recorded(path: str | Path, sweep: Sweep) -> str:
 
 def _chunks_recorded(path: str | Path) -> int | None:
     try:
-        import zarr
-
-        return int(np.asarray(zarr.open_group(str(path), mode="r")["chunk_done"][:]).sum())
+        return int(chunks_done(path).sum())
     except Exception:  # no store, or one that cannot be read: say nothing about it
         return None
 

@@ -40,7 +40,7 @@ from edgesplit.config import Setup
 from edgesplit.errors import InputError
 from edgesplit.sweep.faults import failpoint, trace
 from edgesplit.sweep.identity import build, check_identity, identity_attributes
-from edgesplit.sweep.integrity import checksum, damaged_chunks
+from edgesplit.sweep.integrity import RECORDS, checksum, damaged_chunks, region
 from edgesplit.sweep.schema import POINT, SCHEMA, VARIABLES
 from edgesplit.sweep.spec import Sweep
 
@@ -53,7 +53,7 @@ def dims_of(name: str, sweep: Sweep) -> tuple[str, ...]:
     return SCHEMA[name].dims_for(tuple(sweep.axes))
 
 
-def _dtype(name: str, sweep: Sweep) -> np.dtype:
+def dtype_of(name: str, sweep: Sweep) -> np.dtype:
     """Variable ``name``'s dtype in results (the sweep's precision for floats; the model
     index as small as the number of models allows)."""
     kind = SCHEMA[name].dtype
@@ -68,7 +68,7 @@ def _storage(name: str, sweep: Sweep) -> tuple[np.dtype, float | int]:
     """The dtype variable ``name`` is stored in, and the fill value that marks it
     unwritten: NaN for floats, the smallest integer for integers (no result is that
     negative), -1 for booleans, stored as int8."""
-    dtype = _dtype(name, sweep)
+    dtype = dtype_of(name, sweep)
     if dtype.kind == "f":
         return dtype, np.nan
     if dtype.kind == "b":
@@ -76,7 +76,8 @@ def _storage(name: str, sweep: Sweep) -> tuple[np.dtype, float | int]:
     return dtype, int(np.iinfo(dtype).min)
 
 
-def _shape(name: str, sweep: Sweep) -> tuple[int, ...]:
+def shape_of(name: str, sweep: Sweep) -> tuple[int, ...]:
+    """Variable ``name``'s shape in the store of ``sweep``."""
     sizes = {
         "scheme": len(sweep.schemes),
         "topology": sweep.topologies,
@@ -114,7 +115,7 @@ def template(sweep: Sweep) -> xr.Dataset:
         chunks = tuple(sweep.chunk if d == "topology" else -1 for d in dims)
         data[name] = xr.Variable(
             dims,
-            da.zeros(_shape(name, sweep), dtype=_dtype(name, sweep), chunks=chunks),
+            da.zeros(shape_of(name, sweep), dtype=dtype_of(name, sweep), chunks=chunks),
             _about(variable.units, variable.long_name),
         )
     records = {
@@ -153,7 +154,7 @@ def _encoding(sweep: Sweep) -> dict:
     for name in SCHEMA:
         dtype, fill = _storage(name, sweep)
         encoding[name] = {"dtype": dtype, "_FillValue": fill}
-    for name in ("chunk_done", "chunk_checksum", "chunk_build"):
+    for name in RECORDS:
         encoding[name] = {"_FillValue": None}  # the records: unwritten reads as not done
     return encoding
 
@@ -268,11 +269,7 @@ def chunks_done(path: str | Path) -> np.ndarray:
 
 def chunk_region(name: str, sweep: Sweep, index: int) -> tuple[slice, ...]:
     """Where chunk ``index`` lies in variable ``name``: its topologies, all of the rest."""
-    topologies = sweep.chunk_range(index)
-    return tuple(
-        slice(topologies.start, topologies.stop) if d == "topology" else slice(None)
-        for d in dims_of(name, sweep)
-    )
+    return region(dims_of(name, sweep), sweep.chunk_range(index))
 
 
 def as_stored(sweep: Sweep, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -320,7 +317,7 @@ def to_store_layout(sweep: Sweep, result: dict, count: int) -> dict[str, np.ndar
         if POINT in dims:
             at = dims.index(POINT)
             value = value.reshape(*value.shape[:at], *sweep.grid_shape, *value.shape[at + 1 :])
-        out[variable.name] = value.astype(_dtype(variable.name, sweep), copy=False)
+        out[variable.name] = value.astype(dtype_of(variable.name, sweep), copy=False)
     return out
 
 
