@@ -9,6 +9,8 @@ import jax
 import numpy as np
 import pytest
 
+from edgesplit import reference
+
 jax.config.update("jax_enable_x64", True)
 
 
@@ -90,3 +92,24 @@ def random_problem(
 def rng(request) -> np.random.Generator:
     """A generator seeded by the test's name, so each test draws its own fixed cases."""
     return np.random.default_rng(zlib.crc32(request.node.name.encode()))
+
+
+def tiny_problem(rng, num_devices=None, price_step=(0.3, 0.6), max_price=(1.0, 2.0)):
+    """2-4 devices, 2 servers and coarse grids (a handful of levels per server), redrawn
+    until both servers sell something at price 0, so that the price game is not idle."""
+    for _ in range(200):
+        problem = random_problem(
+            rng,
+            int(rng.integers(2, 5)) if num_devices is None else num_devices,
+            2,
+            max_layers=2,
+            max_crbs=3,
+            max_rrbs=3,
+            max_price=max_price,
+            price_step=price_step,
+        )
+        free = [[reference.grid_top(problem, s)] * 2 for s in range(2)]
+        _, crbs, _ = reference.server_utilities_at(problem, free, reference.PROPOSED)
+        if all(c > 0 for c in crbs):
+            return problem
+    raise AssertionError("no live tiny problem drawn")

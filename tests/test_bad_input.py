@@ -307,6 +307,48 @@ CASES = [
         "seed",
         ">= 0",
     ),
+    (
+        "unknown leader rule",
+        sweep_with("[axes]", '[game]\nleader = "greedy"\n\n[axes]'),
+        "run {file} --out {new}",
+        "game.leader",
+        "must be one of",
+    ),
+    (
+        "leader rule not a string",
+        sweep_with("[axes]", "[game]\nleader = 3\n\n[axes]"),
+        "run {file} --out {new}",
+        "game.leader",
+        "must be one of",
+    ),
+    (
+        "enumerate past its limit",
+        sweep_with("price_step = 0.5", "price_step = 0.001") + 'leader = ["local", "enumerate"]\n',
+        "run {file} --out {new}",
+        "axes.leader",
+        "above 250,000",
+    ),
+    (
+        "best response with separate prices",
+        sweep_with("[axes]", '[game]\nleader = "best_response"\njoint_price = false\n\n[axes]'),
+        "run {file} --out {new}",
+        "game.leader",
+        "needs joint_price = true",
+    ),
+    (
+        "game axis also in game",
+        sweep_with("[axes]", '[game]\nleader = "local"\n\n[axes]') + 'leader = ["local"]\n',
+        "run {file} --out {new}",
+        "game.leader",
+        "is also an axis",
+    ),
+    (
+        "unknown leader in a scenario",
+        scenario_with(setter(("game",), {"leader": "greedy"})),
+        "solve {file}",
+        "game.leader",
+        "must be one of",
+    ),
     ("bad JSON", "{ not json", "solve {file}", "bad_JSON.json", "not valid JSON"),
     ("missing scenario", None, "solve {file}", "missing.json", "cannot read"),
     ("summarize no store", None, "summarize {new}", "new.zarr", "no such store"),
@@ -318,8 +360,9 @@ CASES = [
 @pytest.fixture(scope="module")
 def places(tmp_path_factory):
     root = tmp_path_factory.mktemp("places")
-    run_sweep(parse_sweep(SWEEP), root / "store.zarr", progress=False)
-    run_sweep(parse_sweep(SWEEP).replace(topologies=2), root / "unfinished.zarr", progress=False)
+    sweep = parse_sweep(SWEEP + "\n[game]\ngrid_certificate = false\n")  # quick: a store to find
+    run_sweep(sweep, root / "store.zarr", progress=False)
+    run_sweep(sweep.replace(topologies=2), root / "unfinished.zarr", progress=False)
     import zarr
 
     zarr.open_group(str(root / "unfinished.zarr"), mode="r+")["chunk_done"][:] = False

@@ -35,6 +35,10 @@ crbs = 6
 rrbs = 30
 price_step = 0.25
 
+[game]
+# The store and run tests need no grid certificate (tests/test_leaders.py checks it).
+grid_certificate = false
+
 [axes]
 mean_arrival_rate = [4.0, 13.0]
 """

@@ -257,18 +257,24 @@ def test_undefined_values_print_as_null():
         ),
         price_crb=floats(math.inf), price_rrb=floats(2.0), server_utility=floats(math.nan),
         crbs_sold=ints(3), rrbs_sold=ints(5), rounds=np.int32(7), status=np.int32(0),
-        device_violation=np.float64(math.inf), server_violation=np.float64(0.0),
+        cycle_length=np.int32(0), equilibria=np.int32(-1),
+        cycle_device_utility=floats(math.nan, 0.0), cycle_server_utility=floats(math.inf),
+        device_violation=np.float64(math.inf), server_regret=floats(math.nan),
+        local_server_violation=np.float64(0.0),
     )  # fmt: skip
     document = solution_to_json(solution)
     text = json.dumps(document, allow_nan=False)
     assert json.loads(text)["devices"][1] == {
         "server": None, "split": None, "crbs": 0, "rrbs": 0, "utility": 0.0, "delay": None,
+        "cycle_utility": 0.0,
     }  # fmt: skip
+    assert document["devices"][0]["cycle_utility"] is None
     assert document["devices"][0]["delay"] is None
     assert document["servers"][0]["price_crb"] is None
     assert document["servers"][0]["utility"] is None
     assert document["device_violation"] is None and document["certificate"] is None
-    assert document["server_violation"] == 0.0 and document["rounds"] == 7
+    assert document["local_server_violation"] == 0.0 and document["rounds"] == 7
+    assert document["servers"][0]["regret"] is None and document["equilibria"] is None
 
 
 def test_profile_errors_name_row_and_column(tmp_path):

@@ -174,12 +174,20 @@ def test_solve_prints_the_documented_json(tmp_path):
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
     assert set(out) == {
-        "devices", "servers", "rounds", "converged", "status", "certificate",
-        "device_violation", "server_violation",
+        "devices", "servers", "rounds", "converged", "status", "cycle_length", "equilibria",
+        "certificate", "local_certificate", "device_violation", "local_server_violation",
     }  # fmt: skip
     assert len(out["devices"]) == 3 and len(out["servers"]) == 2
-    assert set(out["devices"][0]) == {"server", "split", "crbs", "rrbs", "utility", "delay"}
-    assert set(out["servers"][0]) == {"price_crb", "price_rrb", "utility", "crbs_sold", "rrbs_sold"}
+    assert set(out["devices"][0]) == {
+        "server", "split", "crbs", "rrbs", "utility", "delay", "cycle_utility",
+    }  # fmt: skip
+    assert set(out["servers"][0]) == {
+        "price_crb", "price_rrb", "utility", "crbs_sold", "rrbs_sold", "regret", "cycle_utility",
+    }  # fmt: skip
+    regrets = [s["regret"] for s in out["servers"]]
+    assert out["certificate"] == max(out["device_violation"], *regrets)
+    assert out["local_certificate"] == max(out["device_violation"], out["local_server_violation"])
+    assert out["equilibria"] is None
     assert isinstance(out["converged"], bool) and out["rounds"] > 0
     sold = [sum(d["crbs"] for d in out["devices"] if d["server"] == s) for s in range(2)]
     assert sold == [s["crbs_sold"] for s in out["servers"]]
@@ -260,14 +268,16 @@ def test_game_takes_every_game_setting():
     game = {
         "update": "sequential", "joint_price": False, "max_rounds": 50.0, "min_gain": 1e-3,
         "cycle_window": 4, "fast_forward": False, "best_response": "exhaustive",
-        "crb_grid": 20, "rrb_grid": 0,
+        "crb_grid": 20, "rrb_grid": 0, "leader": "local", "grid_certificate": False,
+        "price_levels": 500,
     }  # fmt: skip
     assert set(game) == {f.name for f in dataclasses.fields(GameSettings)}
     settings = parse_scenario({**EXAMPLE, "game": game}).settings
     assert settings == GameSettings(**{**game, "max_rounds": 50, "rrb_grid": 100})
     assert settings.moves == SEPARATE_MOVES and isinstance(settings.max_rounds, int)
     assert parse_scenario({**EXAMPLE, "game": {"joint_price": True}}).settings.moves == JOINT_MOVES
-    assert parse_scenario(EXAMPLE).settings == GameSettings()
+    defaults = parse_scenario(EXAMPLE).settings  # the price levels fitted to the servers
+    assert defaults == GameSettings(price_levels=defaults.price_levels) and defaults.price_levels
 
 
 def test_scenario_and_sweep_files_share_the_game_vocabulary():
@@ -303,4 +313,6 @@ def test_documented_examples_parse():
     docstring = scenario_file.__doc__.split("::", 1)[1].split("\n\n", 2)[1]
     for example in (re.findall(r"```json\n(.*?)\n```", section, flags=re.S)[0], docstring):
         parsed = parse_scenario(json.loads(example))
-        assert parsed.settings == GameSettings()  # the examples spell out the defaults
+        # The examples spell out the defaults; the price levels are fitted to the servers.
+        fitted = parsed.settings.price_levels
+        assert parsed.settings == GameSettings(price_levels=fitted) and fitted >= 2

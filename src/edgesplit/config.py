@@ -250,12 +250,26 @@ def check_ranges(worst: dict[str, tuple[float, str]], precision: str) -> None:
             raise InputError(where, f"{what} is {product:.3g}, above {most}, {why}")
 
 
+def price_levels(max_price: float, price_step: float) -> int:
+    """The levels of a server's price grid, max_price - k·Δ for k = 0 .. ceil(max_price / Δ)
+    (:mod:`edgesplit.game.prices`), and one spare: the engine takes the quotient in the
+    sweep's precision, where float32 may round it past an integer."""
+    return math.ceil(max_price / price_step) + 2
+
+
 def check_price_step(price_step: float, max_price: float, where: str) -> None:
     """The rule between two :class:`Setup` fields that their bounds cannot say: a price
     step no larger than the maximum price. ``where`` names the step in the file."""
     if price_step > max_price:
         raise InputError(where, f"must not exceed max_price ({max_price}), got {price_step}")
 
+
+MAX_PROFILES = 250_000
+"""The most price profiles ``leader = "enumerate"`` evaluates per game, K^S for K price
+levels and S servers: each game holds every profile's server utilities while it
+decides (two servers of the default 201 levels: 40,401 profiles, one market each)."""
+
+LEADERS = ("local", "best_response", "enumerate")
 
 JOINT_MOVES = ((-1, -1), (1, 1))  # (CRB, RRB) steps below the maximum: -1 raises a price by Δ
 SEPARATE_MOVES = ((-1, 0), (0, -1), (1, 0), (0, 1))
@@ -268,6 +282,18 @@ class GameSettings:
     Static (hashable) under ``jax.jit``: changing a setting compiles a new program.
     """
 
+    leader: str = _param(
+        "local", "", "",
+        "Algorithm 1 (the paper): each ES tries ±Δ. 'best_response': each ES moves to its best "
+        "price on the grid; 'enumerate': every joint price profile on the grid, keeping an "
+        "equilibrium (see the README)",
+    )  # fmt: skip
+    grid_certificate: bool = _param(
+        True, "", "",
+        "Choice: every solve's certificate holds for every ES price on the grid "
+        "(server_regret). false: only the ±Δ local_certificate (server_regret and "
+        "certificate NaN), for sweeps that need no certificate: several times faster",
+    )  # fmt: skip
     update: str = _param(
         "simultaneous", "", "",
         "Algorithm 1's listing: every ES decides against the same prices, all apply together. "
@@ -287,8 +313,9 @@ class GameSettings:
         at_least=0,
     )  # fmt: skip
     cycle_window: int = _param(
-        8, "rounds", "", "Choice: revisits within 8 rounds stop the game at once; longer cycles "
-        "are caught by a checkpoint at every power of two rounds",
+        32, "rounds", "", "Choice: revisits within 32 rounds stop the game at once, and the "
+        "cycle's states are at hand for its mean utilities (Fig. 3's longest cycle: 29 rounds); "
+        "longer cycles are caught by a checkpoint at every power of two rounds and replayed",
         at_least=1, at_most=MAX_CYCLE_WINDOW, integer=True,
     )  # fmt: skip
     fast_forward: bool = _param(
@@ -307,11 +334,19 @@ class GameSettings:
         0, "RRBs", "", "Exhaustive only: largest z tried (>= every ES's RRBs)",
         at_least=0, at_most=INT32_MAX, integer=True,
     )  # fmt: skip
+    price_levels: int = _param(
+        0, "levels", "K", "Price levels per ES the certificate and the leader rules search "
+        "(>= every ES's ceil(max_price / Δ) + 1), fitted to the sweep or scenario; 0: "
+        "unknown, the certificate then settles every level's market (slower), and "
+        "'enumerate' refuses it",
+        at_least=0, at_most=INT32_MAX, integer=True,
+    )  # fmt: skip
 
     def __post_init__(self):
+        choice(self.leader, "leader", LEADERS)
         choice(self.update, "update", ("simultaneous", "sequential"))
         choice(self.best_response, "best_response", ("exact", "exhaustive"))
-        for flag in ("joint_price", "fast_forward"):
+        for flag in ("joint_price", "fast_forward", "grid_certificate"):
             if not isinstance(getattr(self, flag), bool):
                 raise InputError(flag, f"must be true or false, got {getattr(self, flag)!r}")
         for f in dataclasses.fields(self):
@@ -319,6 +354,12 @@ class GameSettings:
                 object.__setattr__(
                     self, f.name, number(getattr(self, f.name), f.name, **f.metadata["bounds"])
                 )
+        if self.leader != "local" and self.joint_price is not True:
+            raise InputError(
+                "leader",
+                f"{self.leader!r} needs joint_price = true: a server's best move among the "
+                "K² (CRB, RRB) price pairs of its grid is not searched",
+            )
         if self.crb_grid * self.rrb_grid > INT32_MAX:  # the exhaustive kernel's int32 index
             larger = "crb_grid" if self.crb_grid >= self.rrb_grid else "rrb_grid"
             raise InputError(
@@ -349,17 +390,37 @@ class GameSettings:
             grids[grid] = given or int(largest)
         return self.replace(**grids)
 
+    def fit_levels(self, levels: int, servers: int) -> GameSettings:
+        """The price levels reaching ``levels`` (the most of any server,
+        :func:`price_levels`), for ``servers`` servers: 0 becomes ``levels``, a smaller
+        number is refused, and so is an enumeration of more than :data:`MAX_PROFILES`
+        profiles."""
+        if self.price_levels and self.price_levels < levels:
+            raise InputError("price_levels", f"must be >= the most price levels ({levels})")
+        levels = self.price_levels or int(levels)
+        if self.leader == "enumerate" and levels**servers > MAX_PROFILES:
+            raise InputError(
+                "leader",
+                f"'enumerate' would evaluate {levels}^{servers} = {levels**servers:,} price "
+                f"profiles per game, above {MAX_PROFILES:,} (fewer levels: a larger "
+                "price_step; or leader = 'best_response')",
+            )
+        return self.replace(price_levels=levels)
+
 
 def parse_game_settings(
-    raw, where: str, *, crbs: int, rrbs: int, precision: str = "float64"
-) -> GameSettings:
+    raw, where: str, *, crbs: int, rrbs: int, levels: int, servers: int,
+    precision: str = "float64",
+) -> GameSettings:  # fmt: skip
     """Game settings from a file's ``where`` table (a sweep file's ``[game]``, a scenario's
     ``"game"``): any :class:`GameSettings` field, the rest defaults; the exhaustive grids
-    fitted to the largest capacities ``crbs`` and ``rrbs`` (:meth:`GameSettings.fit_grids`);
-    ``min_gain`` within the range of ``precision``. Errors name the key as ``where.KEY``."""
+    fitted to the largest capacities ``crbs`` and ``rrbs`` (:meth:`GameSettings.fit_grids`),
+    the enumeration to ``levels`` price levels of ``servers`` servers
+    (:meth:`GameSettings.fit_levels`); ``min_gain`` within the range of ``precision``.
+    Errors name the key as ``where.KEY``."""
     table(raw, where, optional=[f.name for f in dataclasses.fields(GameSettings)])
     try:
-        settings = GameSettings(**raw).fit_grids(crbs, rrbs)
+        settings = GameSettings(**raw).fit_grids(crbs, rrbs).fit_levels(levels, servers)
         check_float_range(settings.min_gain, "min_gain", precision)
         return settings
     except InputError as err:

@@ -230,7 +230,7 @@ def decide(problem, steps, s, scheme, joint, min_gain, current, sold_nothing):
 
 
 def play(
-    problem, scheme, update="simultaneous", joint=True, max_rounds=2000, min_gain=1e-4, window=8
+    problem, scheme, update="simultaneous", joint=True, max_rounds=2000, min_gain=1e-4, window=32
 ):
     """Algorithm 1. Returns (steps, rounds, status) with status 0 converged, 1 cycle, 2 limit."""
     num_servers = len(problem["servers"])
@@ -281,3 +281,205 @@ def play(
         if rounds & (rounds - 1) == 0:
             checkpoint = new
         steps = new
+
+
+def grid_top(problem, s):
+    """The largest price step k of server s; its levels are k = 0..grid_top inclusive."""
+    server = problem["servers"][s]
+    return math.ceil(server["max_price"] / server["price_step"])
+
+
+def level_price(problem, s, k):
+    """The price of server s at step k, the same formula as ``prices_at``."""
+    server = problem["servers"][s]
+    top = server["max_price"]
+    return min(max(top - k * server["price_step"], 0.0), top)
+
+
+def utility_of_server(problem, price_crb, price_rrb, scheme, s):
+    """Server s's eq. (11) in the market (devices' best responses with admission)."""
+    picks = market(problem, price_crb, price_rrb, scheme)
+    return server_utilities(problem, picks, price_crb, price_rrb)[0][s]
+
+
+def server_regret(problem, price_crb, price_rrb, scheme, joint=True):
+    """How much each server could gain by moving its price anywhere on its grid.
+
+    The other servers' prices stay as given and the devices re-respond with admission
+    (``market``). With ``joint`` server s tries (p, p) for every level p of its grid;
+    otherwise it tries three lines per level: (p, p), (p, its current RRB price) and (its
+    current CRB price, p), so the result is then only a lower bound of the true regret
+    over all (CRB, RRB) pairs on the grid. The given prices may be off the grid. Each
+    regret is max(0, best candidate's utility - current utility); all are 0 under
+    USER_ONLY, where the servers do not play.
+    """
+    num_servers = len(problem["servers"])
+    if scheme == USER_ONLY:
+        return [0.0] * num_servers
+    picks = market(problem, price_crb, price_rrb, scheme)
+    current = server_utilities(problem, picks, price_crb, price_rrb)[0]
+    regrets = []
+    for s in range(num_servers):
+        candidates = []
+        for k in range(grid_top(problem, s) + 1):
+            p = level_price(problem, s, k)
+            candidates.append((p, p))
+            if not joint:
+                candidates.append((p, price_rrb[s]))
+                candidates.append((price_crb[s], p))
+        best_gain = 0.0
+        for crb, rrb in candidates:
+            trial_crb = list(price_crb)
+            trial_rrb = list(price_rrb)
+            trial_crb[s] = crb
+            trial_rrb[s] = rrb
+            gain = utility_of_server(problem, trial_crb, trial_rrb, scheme, s) - current[s]
+            if gain > best_gain:
+                best_gain = gain
+        regrets.append(best_gain)
+    return regrets
+
+
+def best_level(problem, steps, s, scheme):
+    """Server s's best joint level with the other servers' steps as given.
+
+    Returns (best_utility, best_k): its utility at every level k (both its steps [k, k])
+    is computed, best_utility is the largest and best_k the smallest k whose utility is
+    within 1e-12 * max(|best_utility|, 1) of it, i.e. the highest price among the maxima.
+    """
+    utilities = []
+    for k in range(grid_top(problem, s) + 1):
+        tentative = [list(row) for row in steps]
+        tentative[s] = [k, k]
+        utilities.append(server_utilities_at(problem, tentative, scheme)[0][s])
+    best_utility = max(utilities)
+    slack = 1e-12 * max(abs(best_utility), 1.0)
+    for k, u in enumerate(utilities):
+        if u >= best_utility - slack:
+            return best_utility, k
+    raise AssertionError("unreachable: the maximum is among the utilities")
+
+
+def play_best_response(
+    problem, scheme, update="simultaneous", max_rounds=2000, min_gain=1e-4, window=32
+):
+    """Best-response dynamics on the joint price grid, with ``play``'s start and stop rule.
+
+    Each server jumps to its ``best_level`` when that gains more than ``min_gain`` over
+    its current utility, and otherwise keeps its steps (no ±Δ moves, no descent rule).
+    Returns (steps, rounds, status) with status 0 converged, 1 cycle, 2 limit.
+    """
+    num_servers = len(problem["servers"])
+    steps = [[0, 0] for _ in range(num_servers)]
+    if scheme == USER_ONLY:
+        return steps, 0, 0
+    recent = []
+    checkpoint = None
+    rounds = 0
+    while True:
+        if update == "simultaneous":
+            current = server_utilities_at(problem, steps, scheme)[0]
+            new = []
+            for s in range(num_servers):
+                best, k = best_level(problem, steps, s, scheme)
+                new.append([k, k] if best - current[s] > min_gain else list(steps[s]))
+        else:
+            new = [list(row) for row in steps]
+            for s in range(num_servers):
+                current = server_utilities_at(problem, new, scheme)[0]
+                best, k = best_level(problem, new, s, scheme)
+                if best - current[s] > min_gain:
+                    new[s] = [k, k]
+        rounds += 1
+        if new == steps:
+            return new, rounds, 0
+        if new in recent[:window] or new == checkpoint:
+            return new, rounds, 1
+        if rounds >= max_rounds:
+            return new, rounds, 2
+        recent.insert(0, steps)
+        if rounds & (rounds - 1) == 0:
+            checkpoint = new
+        steps = new
+
+
+def all_profiles(problem):
+    """Every joint profile (k_0..k_{S-1}) in row-major order, server 0 slowest."""
+    profiles = [()]
+    for s in range(len(problem["servers"])):
+        longer = []
+        for profile in profiles:
+            for k in range(grid_top(problem, s) + 1):
+                longer.append((*profile, k))
+        profiles = longer
+    return profiles
+
+
+def enumerate_profiles(problem, scheme, min_gain=1e-4):
+    """Every joint price profile, its regrets, the equilibria and the chosen outcome.
+
+    A profile gives level k_s to server s (both its steps [k_s, k_s]). Server s's regret
+    at a profile is max(0, max over k' of U_s(profile with s at k') - U_s(profile)), and
+    the profile is an equilibrium when every regret is at most ``min_gain``. The outcome
+    is the equilibrium with the largest total server utility (ties: the first in
+    row-major order) with status 0; with none, it is the profile with the least largest
+    regret (ties: the first) with status 4. Under USER_ONLY the servers do not play: the
+    all-zeros profile is the only one, an equilibrium, with status 0.
+
+    Returns a dict with "equilibria" (profiles in row-major order), "outcome", "status"
+    and "regret" (the outcome's regret per server).
+    """
+    num_servers = len(problem["servers"])
+    if scheme == USER_ONLY:
+        zeros = tuple([0] * num_servers)
+        return {"equilibria": [zeros], "outcome": zeros, "status": 0, "regret": [0.0] * num_servers}
+    cache = {}
+
+    def utilities_of(profile):
+        if profile not in cache:
+            steps = [[k, k] for k in profile]
+            cache[profile] = server_utilities_at(problem, steps, scheme)[0]
+        return cache[profile]
+
+    equilibria = []
+    best_total = None
+    best_equilibrium = None
+    least_worst = None
+    least_profile = None
+    regret_of = {}
+    for profile in all_profiles(problem):
+        here = utilities_of(profile)
+        regret = []
+        for s in range(num_servers):
+            best_gain = 0.0
+            for k in range(grid_top(problem, s) + 1):
+                moved = list(profile)
+                moved[s] = k
+                gain = utilities_of(tuple(moved))[s] - here[s]
+                if gain > best_gain:
+                    best_gain = gain
+            regret.append(best_gain)
+        regret_of[profile] = regret
+        if all(r <= min_gain for r in regret):
+            equilibria.append(profile)
+            total = sum(here)
+            if best_total is None or total > best_total:
+                best_total = total
+                best_equilibrium = profile
+        worst = max(regret)
+        if least_worst is None or worst < least_worst:
+            least_worst = worst
+            least_profile = profile
+    if equilibria:
+        return {
+            "equilibria": equilibria,
+            "outcome": best_equilibrium,
+            "status": 0,
+            "regret": regret_of[best_equilibrium],
+        }
+    return {
+        "equilibria": [],
+        "outcome": least_profile,
+        "status": 4,
+        "regret": regret_of[least_profile],
+    }

@@ -52,6 +52,7 @@ class Status(IntEnum):
     CYCLE = 1  # prices came back to an earlier state
     ROUND_LIMIT = 2  # max_rounds played without either
     FIXED_PRICES = 3  # no game: the devices responded to given prices
+    NO_EQUILIBRIUM = 4  # enumerate: no price profile on the grid is an equilibrium
 
     @property
     def label(self) -> str:
@@ -134,6 +135,7 @@ class GameState:
     status: jax.Array  # () int32, a Status, or RUNNING
     recent: jax.Array  # (cycle_window, S, 2) the steps of the last rounds, newest first
     checkpoint: jax.Array  # (S, 2) the steps after the last power-of-two round
+    cycle_length: jax.Array  # () int32, rounds of the cycle found (status CYCLE), else 0
 
     @property
     def running(self) -> jax.Array:
@@ -153,7 +155,7 @@ def start(scenario: Scenario, options: Options, settings: GameSettings) -> GameS
     steps, recent, checkpoint = state_after_descent(
         scenario.servers, skipped, settings.cycle_window
     )
-    return GameState(steps, skipped, status, recent, checkpoint)
+    return GameState(steps, skipped, status, recent, checkpoint, jnp.int32(0))
 
 
 def end_round(settings: GameSettings, state: GameState, new) -> GameState:
@@ -162,8 +164,16 @@ def end_round(settings: GameSettings, state: GameState, new) -> GameState:
     rounds = state.rounds + 1
     # A short memory catches short cycles at once; a checkpoint taken at every power of
     # two rounds (Brent) catches a cycle of any length within twice its reach.
-    seen = jnp.any(jnp.all(state.recent == new[None], axis=(1, 2))) | jnp.all(
-        state.checkpoint == new
+    # recent[j] holds the steps after round rounds - 2 - j, the checkpoint those after
+    # the last power of two rounds before this one.
+    in_recent = jnp.all(state.recent == new[None], axis=(1, 2))
+    at_checkpoint = jnp.all(state.checkpoint == new)
+    seen = jnp.any(in_recent) | at_checkpoint
+    last_power = jnp.left_shift(1, 31 - jax.lax.clz(jnp.maximum(rounds - 1, 1)))
+    cycle_length = jnp.where(
+        jnp.any(in_recent),
+        jnp.argmax(in_recent) + 2,
+        jnp.where(at_checkpoint, rounds - last_power, 0),
     )
     status = jnp.where(
         jnp.all(new == state.steps),
@@ -180,21 +190,26 @@ def end_round(settings: GameSettings, state: GameState, new) -> GameState:
         status=status,
         recent=jnp.roll(state.recent, 1, axis=0).at[0].set(state.steps),
         checkpoint=jnp.where((rounds & (rounds - 1)) == 0, new, state.checkpoint),
+        cycle_length=jnp.where(status == Status.CYCLE, cycle_length, 0).astype(jnp.int32),
     )
     return jax.tree.map(lambda a, b: jnp.where(state.running, a, b), after, state)
+
+
+def play_round(scenario: Scenario, options: Options, settings: GameSettings, steps):
+    """The steps after one round of Algorithm 1 from ``steps``."""
+    return jax.lax.fori_loop(
+        0,
+        turns_per_round(settings, scenario.servers.num_servers),
+        lambda turn, steps: _play_turn(scenario, options, settings, steps, turn),
+        steps,
+    )
 
 
 def advance(
     scenario: Scenario, options: Options, settings: GameSettings, state: GameState
 ) -> GameState:
     """One round of Algorithm 1 and the stop rule; a game that has ended stays as it is."""
-    new = jax.lax.fori_loop(
-        0,
-        turns_per_round(settings, scenario.servers.num_servers),
-        lambda turn, steps: _play_turn(scenario, options, settings, steps, turn),
-        state.steps,
-    )
-    return end_round(settings, state, new)
+    return end_round(settings, state, play_round(scenario, options, settings, state.steps))
 
 
 def play(scenario: Scenario, options: Options, settings: GameSettings) -> GameState:

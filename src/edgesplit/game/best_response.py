@@ -312,16 +312,53 @@ def choose(scenario: Scenario, options: Options, offload: OffloadOptions) -> Cho
 
     Offloading is chosen only when it beats both the local option (ties go local) and
     idling (utility 0)."""
-    devices = scenario.devices
     num_splits = offload.utility.shape[2]
-    local_utility, local_delay = local_option(scenario, options)
-
     offload_utility = jnp.where(options.offload, offload.utility, -jnp.inf)
     best, best_offload = first_maximum(offload_utility, axes=2)
     server, split = best // num_splits, best % num_splits
     pick = lambda x: x[jnp.arange(x.shape[0]), server, split]  # noqa: E731
+    return _settle(
+        scenario, options, best_offload, server, split,
+        pick(offload.crbs), pick(offload.rrbs), pick(offload.delay),
+    )  # fmt: skip
 
-    goes_local = local_utility >= best_offload  # ties go local: it uses no server
+
+@jax.tree_util.register_dataclass
+@dataclass(frozen=True)
+class ServerOffers:
+    """Each device's best allowed purchase from each server, over the splits; (M, S) each."""
+
+    utility: jax.Array  # -inf where none is feasible or allowed
+    split: jax.Array
+    crbs: jax.Array
+    rrbs: jax.Array
+    delay: jax.Array
+
+
+def best_splits(options: Options, offload: OffloadOptions) -> ServerOffers:
+    """The best allowed split of every (device, server)."""
+    split, utility = first_maximum(jnp.where(options.offload, offload.utility, -jnp.inf))
+    pick = lambda x: jnp.take_along_axis(x, split[..., None], axis=2)[..., 0]  # noqa: E731
+    return ServerOffers(utility, split, pick(offload.crbs), pick(offload.rrbs), pick(offload.delay))
+
+
+def choose_offer(scenario: Scenario, options: Options, offers: ServerOffers) -> Choice:
+    """:func:`choose` from each server's best offer: the same choice but where two offers
+    are within 1e-12 (relative) of each other, which the two may settle apart."""
+    server, best_offload = first_maximum(offers.utility)
+    pick = lambda x: x[jnp.arange(x.shape[0]), server]  # noqa: E731
+    return _settle(
+        scenario, options, best_offload, server, pick(offers.split),
+        pick(offers.crbs), pick(offers.rrbs), pick(offers.delay),
+    )  # fmt: skip
+
+
+def _settle(scenario, options, best_offload, server, split, crbs, rrbs, delay) -> Choice:
+    """The choice between the best offload (its utility, server, split, purchase and
+    delay, (M,) each), all-local (ties go local: it uses no server) and idle."""
+    devices = scenario.devices
+    local_utility, local_delay = local_option(scenario, options)
+    goes_local = local_utility >= best_offload
     utility = jnp.maximum(local_utility, best_offload)
     idle = ~(utility > 0)  # no option with positive utility: process nothing
     offloads = ~goes_local & ~idle
@@ -330,8 +367,8 @@ def choose(scenario: Scenario, options: Options, offload: OffloadOptions) -> Cho
         split=jnp.where(idle, IDLE, jnp.where(goes_local, devices.num_layers, split)).astype(
             jnp.int32
         ),
-        crbs=jnp.where(offloads, pick(offload.crbs), 0).astype(jnp.int32),
-        rrbs=jnp.where(offloads, pick(offload.rrbs), 0).astype(jnp.int32),
+        crbs=jnp.where(offloads, crbs, 0).astype(jnp.int32),
+        rrbs=jnp.where(offloads, rrbs, 0).astype(jnp.int32),
         utility=jnp.where(idle, 0.0, utility),
-        delay=jnp.where(idle, jnp.nan, jnp.where(goes_local, local_delay, pick(offload.delay))),
+        delay=jnp.where(idle, jnp.nan, jnp.where(goes_local, local_delay, delay)),
     )

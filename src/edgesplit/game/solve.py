@@ -16,9 +16,12 @@ import jax
 import jax.numpy as jnp
 
 from edgesplit.config import GameSettings
-from edgesplit.game.algorithm1 import Status, final_markets, play
+from edgesplit.errors import InputError
+from edgesplit.game.algorithm1 import Status, final_markets
 from edgesplit.game.best_response import Choice
 from edgesplit.game.certificate import device_gains, moved_prices, server_gains
+from edgesplit.game.grid import server_regret
+from edgesplit.game.leaders import NOT_ENUMERATED, Outcome, cycle_means, play_leader
 from edgesplit.game.market import markets_at, server_sales
 from edgesplit.game.prices import prices_at
 from edgesplit.model.scenario import Scenario
@@ -36,10 +39,15 @@ class Solution:
     server_utility: jax.Array  # (S,) eq. (11)
     crbs_sold: jax.Array  # (S,) int32
     rrbs_sold: jax.Array  # (S,) int32
-    rounds: jax.Array  # () int32, rounds of Algorithm 1 played
+    rounds: jax.Array  # () int32, rounds of the leader rule played
     status: jax.Array  # () int32, a Status
+    cycle_length: jax.Array  # () int32, rounds of the cycle the prices ended in (CYCLE), else 0
+    cycle_device_utility: jax.Array  # (M,) eq. (10) averaged over the cycle's states
+    cycle_server_utility: jax.Array  # (S,) eq. (11) averaged over the cycle's states
+    equilibria: jax.Array  # () int32, equilibria on the grid (enumerate), else -1
     device_violation: jax.Array  # () largest gain of a device deviating alone
-    server_violation: jax.Array  # () largest gain of a server moving its price by Δ
+    server_regret: jax.Array  # (S,) largest gain of each server moving its price on its grid
+    local_server_violation: jax.Array  # () largest gain of a server moving its price by ±Δ
 
     @property
     def converged(self) -> jax.Array:
@@ -47,17 +55,32 @@ class Solution:
 
     @property
     def certificate(self) -> jax.Array:
-        """The largest gain any player could get by deviating: 0 at an equilibrium."""
-        return jnp.maximum(self.device_violation, self.server_violation)
+        """The largest gain any player could get by a unilateral deviation on the price
+        grid (:mod:`edgesplit.game.grid`): 0 at an equilibrium. A lower bound with
+        separate prices, whose servers' moves are tried along three lines only."""
+        return jnp.maximum(self.device_violation, jnp.max(self.server_regret, axis=-1, initial=0.0))
+
+    @property
+    def local_certificate(self) -> jax.Array:
+        """As :attr:`certificate`, with the servers held to Algorithm 1's ±Δ moves."""
+        return jnp.maximum(self.device_violation, self.local_server_violation)
 
 
 def certify(
-    scenario, options, price_crb, price_rrb, choice, market_utility, rounds, status
-) -> Solution:
-    """The solution whose devices settled on ``choice`` at these prices, with its
-    certificate; the servers' utility in the market there and after each of their moves
-    is ``market_utility`` (1 + S·C, S)."""
+    scenario, options, settings, price_crb, price_rrb, choice, market_utility, outcome: Outcome,
+    regret=None,
+) -> Solution:  # fmt: skip
+    """The solution whose devices settled on ``choice`` at these prices, where the leader
+    rule's ``outcome`` left them, with its certificates; the servers' utility in the
+    market there and after each of their ±Δ moves is ``market_utility`` (1 + S·C, S). The
+    servers' ``regret`` (:func:`~edgesplit.game.grid.server_regret`) is computed here
+    unless given."""
     utility, crbs_sold, rrbs_sold = server_sales(scenario, choice, price_crb, price_rrb)
+    if regret is None:
+        regret = server_regret(scenario, options, settings, price_crb, price_rrb, utility)
+    cycle_devices, cycle_servers = cycle_means(
+        scenario, options, settings, outcome, choice.utility, utility
+    )
     return Solution(
         devices=choice,
         price_crb=price_crb,
@@ -65,28 +88,41 @@ def certify(
         server_utility=utility,
         crbs_sold=crbs_sold,
         rrbs_sold=rrbs_sold,
-        rounds=rounds,
-        status=status,
+        rounds=outcome.rounds,
+        status=outcome.status,
+        cycle_length=outcome.cycle_length,
+        cycle_device_utility=cycle_devices,
+        cycle_server_utility=cycle_servers,
+        equilibria=outcome.equilibria,
         device_violation=jnp.max(device_gains(scenario, options, price_crb, price_rrb, choice)),
-        server_violation=jnp.max(server_gains(scenario.servers, options, market_utility)),
+        server_regret=regret,
+        local_server_violation=jnp.max(server_gains(scenario.servers, options, market_utility)),
     )
 
 
 @partial(jax.jit, static_argnames="settings")
 def solve(scenario: Scenario, scheme, settings: GameSettings = GameSettings()) -> Solution:
-    """Play Algorithm 1 under ``scheme`` (a :class:`~edgesplit.model.schemes.Scheme` or its int)."""
+    """Play the price game of ``settings.leader`` (default: Algorithm 1) under ``scheme``
+    (a :class:`~edgesplit.model.schemes.Scheme` or its int)."""
+    if settings.leader == "enumerate" and not settings.price_levels:
+        raise InputError(
+            "price_levels",
+            "leader = 'enumerate' needs the number of price levels per server: "
+            "settings.fit_levels(max over servers of config.price_levels(max_price, "
+            "price_step), number of servers)",
+        )
     options = scheme_options(scenario, jnp.asarray(scheme, jnp.int32))
-    game = play(scenario, options, settings)
+    outcome = play_leader(scenario, options, settings)
     choices, utility, _ = markets_at(
         scenario, options, settings,
         *jax.vmap(partial(prices_at, scenario.servers))(
-            final_markets(scenario.servers, settings, game.steps)
+            final_markets(scenario.servers, settings, outcome.steps)
         ),
     )  # fmt: skip
-    price_crb, price_rrb = prices_at(scenario.servers, game.steps)
+    price_crb, price_rrb = prices_at(scenario.servers, outcome.steps)
     return certify(
-        scenario, options, price_crb, price_rrb, jax.tree.map(lambda x: x[0], choices), utility,
-        game.rounds, game.status,
+        scenario, options, settings, price_crb, price_rrb, jax.tree.map(lambda x: x[0], choices),
+        utility, outcome,
     )  # fmt: skip
 
 
@@ -103,6 +139,11 @@ def solve_at_prices(
         *moved_prices(scenario.servers, settings, price_crb, price_rrb),
     )  # fmt: skip
     return certify(
-        scenario, options, price_crb, price_rrb, jax.tree.map(lambda x: x[0], choices), utility,
-        jnp.int32(0), jnp.int32(Status.FIXED_PRICES),
+        scenario, options, settings, price_crb, price_rrb, jax.tree.map(lambda x: x[0], choices),
+        utility, Outcome(
+            steps=jnp.zeros((scenario.servers.num_servers, 2), jnp.int32), rounds=jnp.int32(0),
+            status=jnp.int32(Status.FIXED_PRICES), cycle_length=jnp.int32(0),
+            equilibria=jnp.int32(NOT_ENUMERATED),
+            recent=jnp.zeros((1, scenario.servers.num_servers, 2), jnp.int32),
+        ),
     )  # fmt: skip

@@ -49,6 +49,7 @@ from edgesplit.config import (
     check_ranges,
     check_setup_value,
     parse_game_settings,
+    price_levels,
 )
 from edgesplit.errors import InputError
 from edgesplit.game.algorithm1 import Status
@@ -254,9 +255,11 @@ def _parse_game(raw, servers: Servers) -> GameSettings:
     for key, problem in RENAMED_GAME_KEYS.items():
         if isinstance(raw, dict) and key in raw:
             raise InputError(f"game.{key}", problem)
+    levels = max(map(price_levels, servers.max_price.tolist(), servers.price_step.tolist()))
     return parse_game_settings(
-        raw, "game", crbs=int(servers.crbs.max()), rrbs=int(servers.rrbs.max())
-    )
+        raw, "game", crbs=int(servers.crbs.max()), rrbs=int(servers.rrbs.max()),
+        levels=levels, servers=servers.num_servers,
+    )  # fmt: skip
 
 
 def solution_to_json(solution: Solution) -> dict:
@@ -285,6 +288,7 @@ def solution_to_json(solution: Solution) -> dict:
                 "rrbs": int(dev["rrbs"][m]),
                 "utility": finite(dev["utility"][m]),
                 "delay": maybe(finite(dev["delay"][m]), dev["split"][m] == IDLE),
+                "cycle_utility": finite(sol["cycle_device_utility"][m]),
             }
             for m in range(len(dev["server"]))
         ],
@@ -295,13 +299,18 @@ def solution_to_json(solution: Solution) -> dict:
                 "utility": finite(sol["server_utility"][s]),
                 "crbs_sold": int(sol["crbs_sold"][s]),
                 "rrbs_sold": int(sol["rrbs_sold"][s]),
+                "regret": finite(sol["server_regret"][s]),
+                "cycle_utility": finite(sol["cycle_server_utility"][s]),
             }
             for s in range(len(sol["price_crb"]))
         ],
         "rounds": int(sol["rounds"]),
         "converged": None if status == Status.FIXED_PRICES else status == Status.CONVERGED,
         "status": status.label,
-        "certificate": finite(max(sol["device_violation"], sol["server_violation"])),
+        "cycle_length": int(sol["cycle_length"]),
+        "equilibria": maybe(int(sol["equilibria"]), sol["equilibria"] < 0),
+        "certificate": finite(np.max([sol["device_violation"], *sol["server_regret"], 0.0])),
+        "local_certificate": finite(max(sol["device_violation"], sol["local_server_violation"])),
         "device_violation": finite(sol["device_violation"]),
-        "server_violation": finite(sol["server_violation"]),
+        "local_server_violation": finite(sol["local_server_violation"]),
     }

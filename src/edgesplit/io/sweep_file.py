@@ -30,6 +30,7 @@ case overflows a product (:func:`edgesplit.config.check_ranges`); a file above
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import tomllib
 from pathlib import Path
 
@@ -41,6 +42,7 @@ from edgesplit.config import (
     check_ranges,
     check_setup_value,
     parse_game_settings,
+    price_levels,
 )
 from edgesplit.errors import InputError
 from edgesplit.model.dnn import resolve_model
@@ -95,7 +97,7 @@ def parse_sweep(text: str, default_name: str = "sweep", base_dir: Path = Path(".
         raise InputError("chunk", f"must be <= topologies ({topologies}), got {chunk}")
 
     precision = choice(data.get("precision", "float64"), "precision", PRECISIONS)
-    axes = _parse_axes(data.get("axes", {}), precision)
+    axes, game_axes = _parse_axes(data.get("axes", {}), precision)
     setup = _parse_setup(data.get("setup", {}), axes, base_dir, precision)
     return Sweep(
         name=name,
@@ -107,8 +109,9 @@ def parse_sweep(text: str, default_name: str = "sweep", base_dir: Path = Path(".
         chunk=chunk,
         precision=precision,
         setup=setup,
-        game=_parse_game(data.get("game", {}), setup, axes, precision),
+        game=_parse_game(data.get("game", {}), setup, axes, game_axes, precision),
         axes=axes,
+        game_axes=game_axes,
     )
 
 
@@ -182,20 +185,39 @@ def _parse_models(raw, base_dir: Path, precision: str) -> tuple[str, ...]:
     return tuple(resolved)
 
 
-def _parse_axes(raw, precision: str) -> dict[str, tuple]:
+GAME_AXES = ("leader", "update", "joint_price")
+"""The game settings a sweep may take as axes, beside the setup parameters."""
+
+
+def _parse_axes(raw, precision: str) -> tuple[dict[str, tuple], dict[str, tuple]]:
+    """The setup parameters' axes and the game settings' axes, each in file order."""
     fields = {f.name: f for f in dataclasses.fields(Setup)}
-    table(raw, "axes", optional=[name for name, f in fields.items() if not f.metadata["static"]])
-    axes = {}
+    numeric = [name for name, f in fields.items() if not f.metadata["static"]]
+    table(raw, "axes", optional=numeric + list(GAME_AXES))
+    axes, game_axes = {}, {}
     for key, values in raw.items():
         where = f"axes.{key}"
         values = nonempty_list(values, where)
-        checked = tuple(
-            check_setup_value(key, v, f"{where}[{i}]", precision) for i, v in enumerate(values)
-        )
+        if key in GAME_AXES:
+            checked = tuple(_game_value(key, v, f"{where}[{i}]") for i, v in enumerate(values))
+            game_axes[key] = checked
+        else:
+            checked = tuple(
+                check_setup_value(key, v, f"{where}[{i}]", precision) for i, v in enumerate(values)
+            )
+            axes[key] = checked
         if len(set(checked)) != len(checked):
             raise InputError(where, "repeats a value")
-        axes[key] = checked
-    return axes
+    return axes, game_axes
+
+
+def _game_value(key: str, value, where: str):
+    """One value of a game axis, checked as the setting itself would be."""
+    try:
+        GameSettings(**{key: value})
+    except InputError as err:
+        raise InputError(where, err.problem) from None
+    return value
 
 
 def _check_price_step(setup: Setup, axes: dict) -> None:
@@ -204,6 +226,28 @@ def _check_price_step(setup: Setup, axes: dict) -> None:
     check_price_step(max(steps), min(tops), "price_step")
 
 
-def _parse_game(raw, setup: Setup, axes: dict, precision: str) -> GameSettings:
-    largest = {key: int(max(axes.get(key, (getattr(setup, key),)))) for key in ("crbs", "rrbs")}
-    return parse_game_settings(raw, "game", **largest, precision=precision)
+def _parse_game(raw, setup: Setup, axes: dict, game_axes: dict, precision: str) -> GameSettings:
+    """The base game settings, fitted to the grid, such that every point of the game axes
+    is valid settings too."""
+
+    def values(key):
+        return axes.get(key, (getattr(setup, key),))
+
+    for key in game_axes:
+        if isinstance(raw, dict) and key in raw:
+            raise InputError(f"game.{key}", "is also an axis; give it in one place")
+    largest = {key: int(max(values(key))) for key in ("crbs", "rrbs")}
+    levels = price_levels(max(values("max_price")), min(values("price_step")))
+    servers = int(max(values("num_servers")))
+    game = parse_game_settings(
+        raw, "game", **largest, levels=levels, servers=servers, precision=precision
+    )
+    for point in itertools.product(*game_axes.values()):
+        combination = dict(zip(game_axes, point, strict=True))
+        try:
+            game.replace(**combination).fit_levels(levels, servers)
+        except InputError as err:
+            axis = err.field if err.field in game_axes else next(iter(game_axes))
+            shown = ", ".join(f"{k} = {v!r}" for k, v in combination.items())
+            raise InputError(f"axes.{axis}", f"at {shown}: {err.problem}") from None
+    return game

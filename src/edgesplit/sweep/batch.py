@@ -40,11 +40,18 @@ from edgesplit.game.algorithm1 import (
 )
 from edgesplit.game.best_response import Choice, OffloadTerms, offload_terms
 from edgesplit.game.fast_forward import descent_floor
+from edgesplit.game.grid import batch_regret
+from edgesplit.game.leaders import Outcome
 from edgesplit.game.market import responder, server_sales
 from edgesplit.game.prices import prices_at
-from edgesplit.game.solve import Solution, certify
+from edgesplit.game.solve import Solution, certify, solve
 from edgesplit.model.scenario import Scenario
 from edgesplit.model.schemes import Options, scheme_options
+
+GAMES_AT_ONCE = 8
+"""Games of the ``best_response`` and ``enumerate`` rules vmapped together in a batch: a
+few, since a vmapped game runs as long as the longest of those beside it, and an
+enumerating game holds every price profile's utilities."""
 
 
 @partial(jax.jit, static_argnames=("settings", "lanes"))
@@ -65,14 +72,21 @@ def solve_batch(
     its rounds played, so a converged game's server gains are those its stop rule saw.
 
     Jit-compiled with ``settings`` and ``lanes`` static; lanes change the speed, never
-    the results."""
+    the results. The other leader rules (``settings.leader``) play their games
+    :data:`GAMES_AT_ONCE` at a time, without a queue."""
+    if settings.leader != "local":
+        return jax.lax.map(
+            lambda scenario: solve(scenario, scheme, settings), scenarios, batch_size=GAMES_AT_ONCE
+        )
     scheme = jnp.asarray(scheme, jnp.int32)
     options = jax.vmap(lambda scenario: scheme_options(scenario, scheme))(scenarios)
     ending = play_queue(scenarios, options, settings, lanes)
     price_crb, price_rrb = jax.vmap(prices_at)(scenarios.servers, ending.state.steps)
-    return jax.vmap(certify)(
-        scenarios, options, price_crb, price_rrb, ending.choice, ending.utility,
-        ending.state.rounds, ending.state.status,
+    utility = jax.vmap(server_sales)(scenarios, ending.choice, price_crb, price_rrb)[0]
+    return jax.vmap(partial(certify, settings=settings))(
+        scenarios, options, price_crb=price_crb, price_rrb=price_rrb, choice=ending.choice,
+        market_utility=ending.utility, outcome=jax.vmap(Outcome.of_game)(ending.state),
+        regret=batch_regret(scenarios, options, settings, price_crb, price_rrb, utility),
     )  # fmt: skip
 
 

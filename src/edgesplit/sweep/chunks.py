@@ -14,7 +14,6 @@ point sees the same topologies (common random numbers).
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -50,6 +49,7 @@ def stored_variables(topologies: Topology, solutions: Solution) -> dict[str, jax
         crbs_bought=present(devices.crbs, 0),
         rrbs_bought=present(devices.rrbs, 0),
         device_utility=present(devices.utility, jnp.nan),
+        cycle_device_utility=present(solutions.cycle_device_utility, jnp.nan),
         delay=present(devices.delay, jnp.nan),
         arrival_rate=jnp.where(active, scenario.devices.arrival_rate, jnp.nan),
         device_active=active,
@@ -57,13 +57,18 @@ def stored_variables(topologies: Topology, solutions: Solution) -> dict[str, jax
         price_crb=serving(solutions.price_crb, jnp.nan),
         price_rrb=serving(solutions.price_rrb, jnp.nan),
         server_utility=serving(solutions.server_utility, jnp.nan),
+        cycle_server_utility=serving(solutions.cycle_server_utility, jnp.nan),
         crbs_sold=serving(solutions.crbs_sold, 0),
         rrbs_sold=serving(solutions.rrbs_sold, 0),
         server_active=scenario.servers.active,
         rounds=solutions.rounds,
         status=solutions.status,
         converged=solutions.converged,
+        cycle_length=solutions.cycle_length,
+        equilibria=solutions.equilibria,
+        server_regret=serving(solutions.server_regret, jnp.nan),
         certificate=solutions.certificate,
+        local_certificate=solutions.local_certificate,
     )
     for name, value in variables.items():  # at trace time: the program keeps the schema
         assert value.ndim == len(SCHEMA[name].dims_for((POINT,))), name
@@ -77,7 +82,7 @@ def grid_setup(sweep: Sweep) -> Setup:
     dtype = jnp.dtype(sweep.precision)
     mesh = np.meshgrid(*sweep.axes.values(), indexing="ij") if sweep.axes else []
     swept = {name: values.ravel() for name, values in zip(sweep.axes, mesh, strict=True)}
-    size = math.prod(sweep.grid_shape)
+    size = sweep.setup_points
     values = {}
     for f in fields(Setup):
         if f.metadata["static"]:
@@ -189,15 +194,22 @@ def chunk_program(sweep: Sweep, game_lanes: int) -> tuple[Callable, Callable, ja
         flat = jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), topologies.scenario)
         # One game queue per scheme, one after the other: user-only plays no game, and a
         # scheme's games should not wait for another's. A loop, not K copies of the
-        # queue: the program compiles once whatever the number of schemes.
-        solutions = jax.lax.map(
-            lambda scheme: solve_batch(flat, scheme, sweep.game, game_lanes), schemes
-        )  # leaves (K, C·G, ...)
-        # The schema's order: (scheme, point, topology, ...).
+        # queue: the program compiles once whatever the number of schemes. Each point of
+        # the game axes has settings, and so a program part, of its own.
+        solutions = [
+            jax.lax.map(partial(solve_batch, flat, settings=game, lanes=game_lanes), schemes)
+            for game in sweep.games
+        ]  # leaves (K, C·G, ...) each
+        # The schema's order: (scheme, point, topology, ...), game points outermost.
         solutions = jax.tree.map(
-            lambda x: jnp.swapaxes(x.reshape(x.shape[0], *lead, *x.shape[2:]), 1, 2), solutions
+            lambda *x: jnp.concatenate(
+                [jnp.swapaxes(y.reshape(y.shape[0], *lead, *y.shape[2:]), 1, 2) for y in x], axis=1
+            ),
+            *solutions,
         )
-        topologies = jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), topologies)
+        topologies = jax.tree.map(
+            lambda x: jnp.concatenate([jnp.swapaxes(x, 0, 1)] * len(sweep.games)), topologies
+        )
         return stored_variables(topologies, solutions)
 
     return sample_chunk, solve_chunk, schemes
@@ -250,9 +262,7 @@ def chunk_solver(
     devices = list(devices or jax.local_devices())
     per_device = max(-(-sweep.chunk // len(devices)), 2 if len(devices) > 1 else 1)
     if game_lanes is None:
-        game_lanes = default_game_lanes(
-            devices[0].platform, per_device * math.prod(sweep.grid_shape)
-        )
+        game_lanes = default_game_lanes(devices[0].platform, per_device * sweep.setup_points)
     sample, solve, schemes = chunk_program(sweep, game_lanes)
     mesh = jax.sharding.Mesh(np.array(devices), ("topology",))
     sharded = partial(

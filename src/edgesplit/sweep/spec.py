@@ -4,8 +4,9 @@ cut into chunks. :mod:`edgesplit.io.sweep_file` reads one from TOML."""
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from edgesplit.config import GameSettings, Setup
 from edgesplit.model.schemes import Scheme
@@ -24,8 +25,24 @@ class Sweep:
     chunk: int
     precision: str
     setup: Setup  # the base setup, before the axes
-    game: GameSettings
-    axes: dict[str, tuple]  # parameter -> grid values, in file order
+    game: GameSettings  # the base game settings, before the game axes
+    axes: dict[str, tuple]  # setup parameter -> grid values, in file order
+    game_axes: dict[str, tuple] = field(default_factory=dict)  # game setting -> values
+
+    @property
+    def point_axes(self) -> dict[str, tuple]:
+        """Every swept axis, as the store's dims hold them: the game settings' first (in
+        file order), then the setup parameters'."""
+        return {**self.game_axes, **self.axes}
+
+    @property
+    def games(self) -> tuple[GameSettings, ...]:
+        """The game settings at each point of the game axes, in C order over them."""
+        combinations = itertools.product(*self.game_axes.values())
+        return tuple(
+            self.game.replace(**dict(zip(self.game_axes, values, strict=True)))
+            for values in combinations
+        )
 
     @property
     def max_devices(self) -> int:
@@ -37,8 +54,13 @@ class Sweep:
 
     @property
     def grid_shape(self) -> tuple[int, ...]:
-        """Values of each axis, in file order."""
-        return tuple(len(values) for values in self.axes.values())
+        """Values of each axis of :attr:`point_axes`."""
+        return tuple(len(values) for values in self.point_axes.values())
+
+    @property
+    def setup_points(self) -> int:
+        """Points of the setup parameters' grid: the topologies sampled per topology index."""
+        return math.prod(len(values) for values in self.axes.values())
 
     @property
     def solves_per_chunk(self) -> int:

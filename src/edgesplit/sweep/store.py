@@ -50,7 +50,7 @@ FORMAT = "edgesplit-sweep-1"
 
 def dims_of(name: str, sweep: Sweep) -> tuple[str, ...]:
     """Variable ``name``'s dims in the store of ``sweep``."""
-    return SCHEMA[name].dims_for(tuple(sweep.axes))
+    return SCHEMA[name].dims_for(tuple(sweep.point_axes))
 
 
 def dtype_of(name: str, sweep: Sweep) -> np.dtype:
@@ -83,7 +83,7 @@ def shape_of(name: str, sweep: Sweep) -> tuple[int, ...]:
         "topology": sweep.topologies,
         "device": sweep.max_devices,
         "server": sweep.max_servers,
-        **{axis: len(values) for axis, values in sweep.axes.items()},
+        **{axis: len(values) for axis, values in sweep.point_axes.items()},
     }
     return tuple(sizes[d] for d in dims_of(name, sweep))
 
@@ -107,6 +107,8 @@ def template(sweep: Sweep) -> xr.Dataset:
         "device": ("device", np.arange(sweep.max_devices), _about("1", "MD index")),
         "server": ("server", np.arange(sweep.max_servers), _about("1", "ES index")),
     }
+    for axis, values in sweep.game_axes.items():
+        coords[axis] = (axis, np.asarray(values), _about("1", f"swept game setting {axis}"))
     for axis, values in sweep.axes.items():
         coords[axis] = (axis, np.asarray(values), _about(units[axis] or "1", f"swept {axis}"))
     data = {}
@@ -143,6 +145,7 @@ def _attributes(sweep: Sweep) -> dict:
         "title": sweep.description or sweep.name,
         "sweep_name": sweep.name,
         "models": " ".join(Path(m).stem if "/" in m else m for m in sweep.setup.models),
+        "min_gain": sweep.game.min_gain,  # what an equilibrium's certificate may reach
         **identity_attributes(sweep),
         "jax_version": jax.__version__,
         "jaxlib_version": jaxlib.__version__,

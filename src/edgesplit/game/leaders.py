@@ -1,0 +1,194 @@
+"""Leader rules beyond Algorithm 1's ±Δ search, on the same price grid (joint prices).
+
+* ``best_response``: from the maximum prices, in each round every server (all against
+  the same prices when ``update = "simultaneous"``, one after another seeing the moves
+  before it when ``"sequential"``) moves to its best price on its whole grid against the
+  others' current prices (:func:`~edgesplit.game.grid.best_on_grid`; among equally good
+  prices the highest), if that gains more than ``min_gain`` over its utility where it
+  is. Algorithm 1's stop rule: converged when a round moves no price, then every
+  server's regret is at most ``min_gain``, a pure equilibrium on the grid; a cycle when
+  the prices return to an earlier state; or the round limit.
+* ``enumerate``: every profile of grid prices, one market each. A profile is an
+  equilibrium when no server gains more than ``min_gain`` by moving to another price of
+  its grid. The outcome is the equilibrium of largest total server utility (ties: the
+  first, server 0's level slowest, highest prices first), status converged; with none,
+  the profile whose largest regret is least (ties as before), status no_equilibrium.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+
+from edgesplit.config import GameSettings
+from edgesplit.game.algorithm1 import (
+    RUNNING,
+    GameState,
+    Status,
+    end_round,
+    play,
+    turn_movers,
+    turns_per_round,
+)
+from edgesplit.game.fast_forward import state_after_descent
+from edgesplit.game.grid import best_on_grid
+from edgesplit.game.market import markets_at
+from edgesplit.game.market_queue import fold_markets
+from edgesplit.game.prices import prices_at, top_step
+from edgesplit.model.scenario import Scenario
+from edgesplit.model.schemes import Options
+
+NOT_ENUMERATED = -1
+"""``Outcome.equilibria`` of the rules that do not enumerate."""
+
+
+@jax.tree_util.register_dataclass
+@dataclass(frozen=True)
+class Outcome:
+    """Where a leader rule left the prices."""
+
+    steps: jax.Array  # (S, 2) int32, each server's price in steps Δ below its maximum
+    rounds: jax.Array  # () int32, rounds played (0 for enumerate)
+    status: jax.Array  # () int32, a Status
+    cycle_length: jax.Array  # () int32, rounds of the cycle the prices ended in, or 0
+    equilibria: jax.Array  # () int32, equilibria on the grid (enumerate), or NOT_ENUMERATED
+    recent: jax.Array  # (W, S, 2) int32, the steps of the rounds before the last, newest first
+
+    @classmethod
+    def of_game(cls, state: GameState) -> Outcome:
+        return cls(
+            state.steps, state.rounds, state.status, state.cycle_length,
+            jnp.full_like(state.rounds, NOT_ENUMERATED), state.recent,
+        )  # fmt: skip
+
+
+def play_leader(scenario: Scenario, options: Options, settings: GameSettings) -> Outcome:
+    """The price game under ``settings.leader``, to its end."""
+    if settings.leader == "local":
+        return Outcome.of_game(play(scenario, options, settings))
+    if settings.leader == "best_response":
+        return Outcome.of_game(play_best_response(scenario, options, settings))
+    steps, status, equilibria = enumerate_profiles(scenario, options, settings)
+    zero = jnp.int32(0)
+    return Outcome(steps, zero, status, zero, equilibria, steps[None])
+
+
+def best_response_turn(scenario: Scenario, options: Options, settings: GameSettings, steps, turn):
+    """The steps after the movers of ``turn`` each take their best grid price, where it
+    gains more than ``min_gain``."""
+    servers = scenario.servers
+    movers = turn_movers(settings, servers.num_servers, turn)
+    price_crb, price_rrb = prices_at(servers, steps)
+    _, here, _ = markets_at(scenario, options, settings, price_crb[None], price_rrb[None])
+    best, level = best_on_grid(
+        scenario, options, settings, price_crb, price_rrb, movers, here[0, movers]
+    )
+    moves = (best - here[0, movers] > settings.min_gain) & servers.active[movers]
+    rows = jnp.where(moves[:, None], level[:, None], steps[movers])
+    return steps.at[movers].set(rows)
+
+
+def best_response_round(scenario: Scenario, options: Options, settings: GameSettings, steps):
+    """The steps after one round of the ``best_response`` rule from ``steps``."""
+    return jax.lax.fori_loop(
+        0,
+        turns_per_round(settings, scenario.servers.num_servers),
+        lambda turn, steps: best_response_turn(scenario, options, settings, steps, turn),
+        steps,
+    )
+
+
+def play_best_response(scenario: Scenario, options: Options, settings: GameSettings) -> GameState:
+    """The ``best_response`` rule from the maximum prices, to its end."""
+    status = jnp.where(options.servers_play, RUNNING, Status.CONVERGED).astype(jnp.int32)
+    steps, recent, checkpoint = state_after_descent(scenario.servers, 0, settings.cycle_window)
+
+    def advance(state: GameState) -> GameState:
+        return end_round(
+            settings, state, best_response_round(scenario, options, settings, state.steps)
+        )
+
+    return jax.lax.while_loop(
+        lambda state: state.running,
+        advance,
+        GameState(steps, jnp.int32(0), status, recent, checkpoint, jnp.int32(0)),
+    )
+
+
+def cycle_means(
+    scenario: Scenario, options: Options, settings: GameSettings, outcome: Outcome,
+    device_utility, server_utility,
+):  # fmt: skip
+    """Each device's and server's utility (eqs. 10, 11), (M,) and (S,), averaged over the
+    states the prices end in: the ``outcome.cycle_length`` states of a cycle (the last,
+    where they are ``device_utility`` and ``server_utility``, and those before it, from
+    the game's memory of its last rounds; NaN for a cycle longer than that memory, which
+    only the checkpoint caught); otherwise the last state's own."""
+    length = outcome.cycle_length
+    remembered = length <= outcome.recent.shape[0] + 1
+
+    def record(sums, indices, choice, utility, settled):
+        devices, servers = sums
+        return (
+            devices + jnp.sum(jnp.where(settled[:, None], choice.utility, 0.0), axis=0),
+            servers + jnp.sum(jnp.where(settled[:, None], utility, 0.0), axis=0),
+        )
+
+    devices, servers = fold_markets(
+        scenario, options, settings, jnp.where(remembered, jnp.maximum(length - 1, 0), 0),
+        lambda index: prices_at(scenario.servers, outcome.recent[index]), record,
+        (device_utility, server_utility),
+    )  # fmt: skip
+    states = jnp.where(remembered, jnp.maximum(length, 1), jnp.nan)
+    return devices / states, servers / states
+
+
+def enumerate_profiles(scenario: Scenario, options: Options, settings: GameSettings):
+    """The ``enumerate`` rule: (steps (S, 2) of the outcome, its status, the number of
+    equilibria). ``settings.price_levels`` (K, static) bounds every server's grid."""
+    servers = scenario.servers
+    num_servers, levels = servers.num_servers, settings.price_levels
+    count = levels**num_servers
+    top = jnp.where(servers.active, top_step(servers), 0)
+    place = levels ** jnp.arange(num_servers - 1, -1, -1)  # server 0's level slowest
+
+    def profile(index):
+        return (index // place) % levels  # (S,) each server's level
+
+    def prices_of(index):
+        level = jnp.minimum(profile(index), top)
+        return prices_at(servers, jnp.stack([level, level], axis=1))
+
+    def record(utility, indices, _, settled_utility, settled):
+        return utility.at[jnp.where(settled, indices, count)].set(settled_utility, mode="drop")
+
+    plays = jnp.any(servers.active) & options.servers_play
+    utility = fold_markets(
+        scenario, options, settings, jnp.where(plays, count, 0), prices_of, record,
+        jnp.zeros((count, num_servers), servers.crb_hz.dtype),
+    )  # fmt: skip
+    grid = utility.reshape((levels,) * num_servers + (num_servers,))
+    level = jnp.arange(levels)
+    regrets = []
+    for s in range(num_servers):
+        along = level.reshape([-1 if axis == s else 1 for axis in range(num_servers)])
+        own = jnp.where(along <= top[s], grid[..., s], -jnp.inf)
+        best = jnp.max(own, axis=s, keepdims=True)
+        regrets.append(jnp.where(servers.active[s], jnp.maximum(best - own, 0.0), 0.0))
+    regret = jnp.stack(regrets, axis=-1).reshape(count, num_servers)
+    valid = jnp.all(jax.vmap(profile)(jnp.arange(count)) <= top, axis=1)
+    worst = jnp.where(valid, jnp.max(regret, axis=1), jnp.inf)
+    equilibrium = valid & (worst <= settings.min_gain)
+    found = jnp.sum(equilibrium, dtype=jnp.int32)
+    total = jnp.sum(utility, axis=1)
+    chosen = jnp.where(
+        found > 0,
+        jnp.argmax(jnp.where(equilibrium, total, -jnp.inf)),
+        jnp.argmin(worst),
+    )
+    level = jnp.where(plays, profile(chosen), 0)
+    status = jnp.where(plays & (found == 0), Status.NO_EQUILIBRIUM, Status.CONVERGED)
+    steps = jnp.stack([level, level], axis=1).astype(jnp.int32)
+    return steps, status.astype(jnp.int32), jnp.where(plays, found, 1)

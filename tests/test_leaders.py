@@ -1,0 +1,230 @@
+"""The servers' side on the whole price grid against the plain-Python reference: the
+regret of every solve, and the leader rules that use it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import edgesplit
+from conftest import tiny_problem
+from edgesplit import reference
+from edgesplit.config import GameSettings
+from edgesplit.game.solve import solve, solve_at_prices
+from edgesplit.io.analysis import summary_table
+from edgesplit.io.scenario_file import parse_scenario
+from edgesplit.io.sweep_file import parse_sweep
+from edgesplit.model.scenario import pad_scenario, stack
+from edgesplit.sweep.batch import solve_batch
+
+SCHEMES = (reference.PROPOSED, reference.EDGE_ONLY, reference.HEURISTIC)
+
+
+def problem_with_grids(rng):
+    """5 devices or fewer on two servers of 10-40 price levels each, both selling."""
+    return tiny_problem(rng, num_devices=5, price_step=(0.1, 0.2), max_price=(2.0, 4.0))
+
+
+def padded(problem):
+    """The problem's scenario at one fixed shape, so that every case reuses one program."""
+    parsed = parse_scenario(problem)
+    return parsed, pad_scenario(parsed.scenario, 5, 2, 3)
+
+
+LEVELS = 42  # enough for every grid of problem_with_grids: 4.0 / 0.1 + 2
+
+
+@pytest.mark.parametrize(
+    "joint, levels",
+    [(True, LEVELS), (False, LEVELS), (True, 0)],
+    ids=["joint", "separate", "joint-unscreened"],
+)
+def test_regret_equals_the_reference(rng, joint, levels):
+    """At the file's prices (off the grid) and at Algorithm 1's outcome, where capacities
+    bind: every server's regret as the reference's loops over its grid; with the levels
+    known (moves screened by their first admission pass) and without."""
+    settings = GameSettings(joint_price=joint, price_levels=levels)
+    regrets = []
+    for case in range(20):
+        problem = problem_with_grids(rng)
+        parsed, scenario = padded(problem)
+        scheme = SCHEMES[case % 3]
+        given = (parsed.price_crb.tolist(), parsed.price_rrb.tolist())
+        got = solve_at_prices(scenario, scheme, *given, settings)
+        expected = reference.server_regret(problem, *given, scheme, joint=joint)
+        np.testing.assert_allclose(got.server_regret, expected, rtol=1e-9, atol=1e-12)
+
+        got = solve(scenario, scheme, settings)
+        steps, _, _ = reference.play(problem, scheme, joint=joint)
+        prices = reference.prices_at(problem, steps)
+        np.testing.assert_allclose(
+            [got.price_crb, got.price_rrb], prices, rtol=1e-12, err_msg=f"case {case}"
+        )
+        expected = reference.server_regret(problem, *prices, scheme, joint=joint)
+        np.testing.assert_allclose(got.server_regret, expected, rtol=1e-9, atol=1e-12)
+        assert float(got.certificate) >= float(np.max(expected)) - 1e-12
+        assert float(got.certificate) >= float(got.device_violation)
+        regrets.append(max(expected))
+    # Some outcomes of Algorithm 1 are not equilibria on the grid: the check has teeth.
+    assert sum(r > 1e-4 for r in regrets) >= 2, regrets
+
+
+def test_user_only_servers_have_no_regret(rng):
+    _, scenario = padded(tiny_problem(rng))
+    got = solve(scenario, reference.USER_ONLY)
+    assert np.all(np.asarray(got.server_regret) == 0.0)
+
+
+@pytest.mark.parametrize("update", ["simultaneous", "sequential"])
+def test_best_response_plays_as_the_reference(rng, update):
+    """The same rounds, status and prices as the reference; a converged game is an
+    equilibrium on the grid by the reference's own regret."""
+    settings = GameSettings(leader="best_response", update=update, price_levels=LEVELS)
+    statuses = []
+    for case in range(12):
+        problem = problem_with_grids(rng)
+        _, scenario = padded(problem)
+        scheme = SCHEMES[case % 3]
+        got = solve(scenario, scheme, settings)
+        steps, rounds, status = reference.play_best_response(problem, scheme, update=update)
+        where = f"case {case}"
+        assert (int(got.rounds), int(got.status)) == (rounds, status), where
+        prices = reference.prices_at(problem, steps)
+        np.testing.assert_allclose([got.price_crb, got.price_rrb], prices, rtol=1e-12)
+        regret = reference.server_regret(problem, *prices, scheme)
+        np.testing.assert_allclose(got.server_regret, regret, rtol=1e-9, atol=1e-12)
+        if status == 0:
+            assert max(regret) <= settings.min_gain, where
+        statuses.append(status)
+    assert 0 in statuses
+
+
+def test_enumerate_finds_the_reference_equilibria(rng):
+    """The number of equilibria, the outcome and its status as the reference's loops
+    over every profile, on grids of a few levels; games without an equilibrium occur."""
+    settings = GameSettings(leader="enumerate", price_levels=18)
+    statuses = []
+    for case in range(30):
+        problem = tiny_problem(rng, num_devices=5, price_step=(0.25, 0.5), max_price=(2.0, 4.0))
+        _, scenario = padded(problem)
+        scheme = SCHEMES[case % 3]
+        got = solve(scenario, scheme, settings)
+        expected = reference.enumerate_profiles(problem, scheme)
+        where = f"case {case}"
+        assert int(got.equilibria) == len(expected["equilibria"]), where
+        assert int(got.status) == expected["status"], where
+        prices = reference.prices_at(problem, [[k, k] for k in expected["outcome"]])
+        np.testing.assert_allclose([got.price_crb, got.price_rrb], prices, rtol=1e-12)
+        np.testing.assert_allclose(got.server_regret, expected["regret"], rtol=1e-9, atol=1e-12)
+        statuses.append(expected["status"])
+    assert 0 in statuses and 4 in statuses, statuses
+
+
+def reference_states(problem, scheme, leader, rounds):
+    """The prices after each of the first ``rounds`` rounds, by replaying the reference
+    game with ever larger round limits."""
+    play = reference.play if leader == "local" else reference.play_best_response
+    return [play(problem, scheme, max_rounds=r)[0] for r in range(1, rounds + 1)]
+
+
+def mean_utilities(problem, scheme, states):
+    devices, servers = [], []
+    for steps in states:
+        prices = reference.prices_at(problem, steps)
+        picks = reference.market(problem, *prices, scheme)
+        devices.append([pick.utility for pick in picks])
+        servers.append(reference.server_utilities(problem, picks, *prices)[0])
+    return np.mean(devices, axis=0), np.mean(servers, axis=0)
+
+
+@pytest.mark.parametrize("leader", ["local", "best_response"])
+def test_a_cycle_reports_its_length_and_mean_utilities(rng, leader):
+    """The cycle's length and the utilities averaged over its states, against the
+    reference's sequence of states; outside a cycle, the final state's utilities."""
+    settings = GameSettings(leader=leader, price_levels=LEVELS)
+    cycles = 0
+    for case in range(80):
+        problem = problem_with_grids(rng)
+        scheme = SCHEMES[case % 3]
+        play = reference.play if leader == "local" else reference.play_best_response
+        _, rounds, status = play(problem, scheme)
+        # Every eighth game is checked without a cycle; cycles of games short enough to
+        # replay (a best-response round tries every price).
+        if (status != 1 and case % 8) or rounds > (16 if leader == "best_response" else 100):
+            continue
+        _, scenario = padded(problem)
+        got = solve(scenario, scheme, settings)
+        assert int(got.status) == status
+        if status == 1:
+            states = reference_states(problem, scheme, leader, rounds)
+            length = next(n for n in range(1, rounds) if states[-1] == states[-1 - n])
+            devices, servers = mean_utilities(problem, scheme, states[-length:])
+            cycles += 1
+        else:
+            length = 0
+            devices, servers = got.devices.utility, got.server_utility
+        assert int(got.cycle_length) == length, f"case {case}"
+        np.testing.assert_allclose(got.cycle_device_utility, devices, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(got.cycle_server_utility, servers, rtol=1e-9, atol=1e-12)
+    assert cycles >= 2, cycles
+
+
+@pytest.mark.parametrize("leader", ["local", "best_response"])
+def test_a_batch_certifies_each_game_as_solve_does(rng, leader):
+    """solve_batch (the sweeps' path: the game queue, or a few games at a time) against
+    solve, game by game; each game's certificate from its own regrets."""
+    settings = GameSettings(leader=leader, price_levels=LEVELS)
+    scenarios = [padded(problem_with_grids(rng))[1] for _ in range(6)]
+    batch = solve_batch(stack(scenarios), reference.PROPOSED, settings, lanes=2)
+    for i, scenario in enumerate(scenarios):
+        alone = solve(scenario, reference.PROPOSED, settings)
+        for name in ("server_regret", "cycle_server_utility", "price_crb", "device_violation"):
+            np.testing.assert_allclose(
+                getattr(batch, name)[i], getattr(alone, name), rtol=1e-9, atol=1e-12, err_msg=name
+            )
+        for name in ("rounds", "status", "cycle_length", "equilibria"):
+            assert int(getattr(batch, name)[i]) == int(getattr(alone, name)), name
+    expected = np.maximum(batch.device_violation, np.max(batch.server_regret, axis=1))
+    np.testing.assert_array_equal(batch.certificate, expected)
+
+
+RULES = """
+name = "rules"
+schemes = ["proposed", "user_only"]
+topologies = 2
+seed = 5
+chunk = 2
+
+[setup]
+num_devices = 4
+num_servers = 2
+crbs = 3
+rrbs = 12
+price_step = 0.5
+
+[axes]
+leader = ["local", "best_response"]
+mean_arrival_rate = [4.0, 9.0]
+"""
+
+
+def test_leader_rules_are_a_sweep_axis(tmp_path):
+    """A store compares the rules on the same topologies, the rule a labelled coordinate:
+    a rule's slice is what a sweep of that rule alone stores, its summary names it."""
+    both = edgesplit.run(parse_sweep(RULES), tmp_path / "both.zarr")
+    assert both.leader.values.tolist() == ["local", "best_response"]
+    assert both.certificate.dims[:3] == ("scheme", "leader", "mean_arrival_rate")
+    alone = RULES.replace('leader = ["local", "best_response"]\n', "").replace(
+        "[axes]", '[game]\nleader = "best_response"\n\n[axes]'
+    )
+    expected = edgesplit.run(parse_sweep(alone))
+    for name in ("server_regret", "certificate", "price_crb", "device_utility", "status"):
+        np.testing.assert_allclose(
+            both[name].sel(leader="best_response").values, expected[name].values,
+            rtol=1e-12, err_msg=name,
+        )  # fmt: skip
+    table = summary_table(both)
+    assert "best_response" in table and "equilibrium" in table
+    # A converged best-response game is an equilibrium on the grid.
+    converged = both.sel(leader="best_response").status.values == 0
+    assert np.all(both.sel(leader="best_response").certificate.values[converged] <= 1e-4 + 1e-9)
