@@ -70,6 +70,8 @@ def solve_batch(
     indifferent between options), which rounding can settle either way: ``solve``
     plays its final markets again, with its own rounding, where the queue reuses those
     its rounds played, so a converged game's server gains are those its stop rule saw.
+    The servers' regrets over their grids are settled for games of about as many open
+    moves together (:func:`~edgesplit.game.grid.batch_regret`).
 
     Jit-compiled with ``settings`` and ``lanes`` static; lanes change the speed, never
     the results. The other leader rules (``settings.leader``) play their games
