@@ -314,14 +314,7 @@ def test_init_prints_a_worker_command_that_runs_as_printed(tmp_path, capsys):
 
 # Signals need a process of their own.
 
-# Chunks slow enough (the grid certificate on) that a signal sent after the first one
-# always arrives before the last: without it a chunk takes milliseconds, and the run
-# could finish first.
-LONG = (
-    TINY.replace("topologies = 6", "topologies = 24")
-    .replace("chunk = 2", "chunk = 1")
-    .replace("grid_certificate = false", "grid_certificate = true")
-)
+LONG = TINY.replace("topologies = 6", "topologies = 24").replace("chunk = 2", "chunk = 1")
 
 
 @pytest.fixture(scope="module")
