@@ -229,6 +229,28 @@ def decide(problem, steps, s, scheme, joint, min_gain, current, sold_nothing):
     return list(steps[s])
 
 
+def stop_rule(one_round, steps, max_rounds, window):
+    """Rounds ``steps = one_round(steps)`` until one changes nothing (status 0), the steps
+    come back to one of the last ``window`` states or to the checkpoint taken at every
+    power of two rounds (1), or ``max_rounds`` (2). Returns (steps, rounds, status)."""
+    recent = []
+    checkpoint = None
+    rounds = 0
+    while True:
+        new = one_round(steps)
+        rounds += 1
+        if new == steps:
+            return new, rounds, 0
+        if new in recent[:window] or new == checkpoint:
+            return new, rounds, 1
+        if rounds >= max_rounds:
+            return new, rounds, 2
+        recent.insert(0, steps)
+        if rounds & (rounds - 1) == 0:
+            checkpoint = new
+        steps = new
+
+
 def play(
     problem, scheme, update="simultaneous", joint=True, max_rounds=2000, min_gain=1e-4, window=32
 ):
@@ -237,10 +259,8 @@ def play(
     steps = [[0, 0] for _ in range(num_servers)]
     if scheme == USER_ONLY:
         return steps, 0, 0
-    recent = []
-    checkpoint = None
-    rounds = 0
-    while True:
+
+    def one_round(steps):
         if update == "simultaneous":
             current, crbs, rrbs = server_utilities_at(problem, steps, scheme)
             new = [
@@ -270,17 +290,9 @@ def play(
                     current[s],
                     crbs[s] == 0 and rrbs[s] == 0,
                 )
-        rounds += 1
-        if new == steps:
-            return new, rounds, 0
-        if new in recent[:window] or new == checkpoint:
-            return new, rounds, 1
-        if rounds >= max_rounds:
-            return new, rounds, 2
-        recent.insert(0, steps)
-        if rounds & (rounds - 1) == 0:
-            checkpoint = new
-        steps = new
+        return new
+
+    return stop_rule(one_round, steps, max_rounds, window)
 
 
 def grid_top(problem, s):
@@ -373,10 +385,8 @@ def play_best_response(
     steps = [[0, 0] for _ in range(num_servers)]
     if scheme == USER_ONLY:
         return steps, 0, 0
-    recent = []
-    checkpoint = None
-    rounds = 0
-    while True:
+
+    def one_round(steps):
         if update == "simultaneous":
             current = server_utilities_at(problem, steps, scheme)[0]
             new = []
@@ -390,17 +400,9 @@ def play_best_response(
                 best, k = best_level(problem, new, s, scheme)
                 if best - current[s] > min_gain:
                     new[s] = [k, k]
-        rounds += 1
-        if new == steps:
-            return new, rounds, 0
-        if new in recent[:window] or new == checkpoint:
-            return new, rounds, 1
-        if rounds >= max_rounds:
-            return new, rounds, 2
-        recent.insert(0, steps)
-        if rounds & (rounds - 1) == 0:
-            checkpoint = new
-        steps = new
+        return new
+
+    return stop_rule(one_round, steps, max_rounds, window)
 
 
 def all_profiles(problem):
