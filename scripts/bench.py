@@ -18,8 +18,14 @@ Every ratio is measured side by side in one process on the same scenarios. Parts
   precision   float32 against float64: speed and the largest outcome differences
   arithmetic  floating-point operations per solve and the fraction of this machine's
               measured peak they reach
-  million     (GPU) a million Fig. 3 solves (target: under a minute on one H100)
-  lanes       (GPU) solves per second of one batch on different numbers of game lanes
+  lanes       (GPU) solves per second of one batch of Fig. 3 games (its sweep's game
+              settings) on different numbers of game lanes: the single-batch rate
+  million     (GPU) a million Fig. 3 solves through the sweep path (run_sweep: store,
+              chunks, batches as edgesplit run chooses them), compile time apart, with
+              the device's peak memory (target: under 30 s)
+  batches     (GPU) the Fig. 3 sweep through the CLI with --batch 1, 2, all chunks and
+              the default, each cold and with its programs cached (targets on a GPU:
+              < 8 s and < 2 s; the sweep's rate against the single-batch rate, >= 80%)
   leaders     Fig. 3 under the leader rules best_response (the first --leader-topologies
               topologies) and enumerate (proposed scheme, the first 2 topologies),
               through the CLI, compilation included (targets: 1,000 topologies in under
@@ -57,6 +63,7 @@ from edgesplit.game.algorithm1 import start
 from edgesplit.game.market import market
 from edgesplit.io.sweep_file import read_sweep
 from edgesplit.model.schemes import Scheme, scheme_options
+from edgesplit.sweep import runner
 from edgesplit.sweep.batch import solve_batch
 from edgesplit.sweep.chunks import chunk_solver, default_cpu_devices, default_game_lanes
 from edgesplit.sweep.compile_cache import ENVIRONMENT
@@ -72,11 +79,14 @@ PARTS = (
     "exhaustive",
     "precision",
     "arithmetic",
-    "million",
     "lanes",
+    "million",
+    "batches",
     "leaders",
 )
-GPU_PARTS = ("million", "lanes")  # run by default with --device gpu only
+GPU_PARTS = ("lanes", "million", "batches")  # run by default with --device gpu only
+# The prepared GPU check (scripts/gpu_check.sh): the GPU parts alone, in this order.
+PRESETS = {"gpu-check": GPU_PARTS}
 FIG3 = Setup().replace(mean_arrival_rate=10.0)
 GIB = 2**30
 
@@ -85,6 +95,15 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
     parser.add_argument("--only", nargs="+", choices=PARTS, help="run only these parts")
+    parser.add_argument("--preset", choices=PRESETS, help="run a preset's parts (as --only)")
+    parser.add_argument(
+        "--million-topologies", type=int, default=25_000,
+        help="topologies of the million part (default 25,000: 10^6 solves)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--batch-topologies", type=int, nargs=2, default=(1000, 100), metavar=("N", "CHUNK"),
+        help="topologies and chunk of the batches part (default Fig. 3's: 1000 100)",
+    )  # fmt: skip
     parser.add_argument(
         "--leader-topologies", type=int, default=100,
         help="topologies of the best_response part (default 100)",
@@ -579,48 +598,132 @@ def arithmetic(out: dict) -> None:
     )
 
 
-def million(out: dict, platform: str, total: int = 1_000_000, batch: int = 100_000) -> None:
-    run, shape, scheme = solver(FIG3), jnp.zeros(batch), jnp.int32(Scheme.PROPOSED)
-    begin = time.perf_counter()
-    jax.block_until_ready(run(total, shape, scheme))  # compiles, on topologies not timed
-    compiling = time.perf_counter() - begin
-    begin = time.perf_counter()
-    rounds = [run(first, shape, scheme)[1].rounds for first in range(0, total, batch)]
-    rounds = np.concatenate(jax.block_until_ready(rounds))
-    seconds = time.perf_counter() - begin
-    target(out, "a million Fig. 3 solves", "< 60 s", f"{seconds:.1f} s", seconds < 60)
+def fig3_game() -> GameSettings:
+    """Fig. 3's game settings as its sweep file gives them (price levels fitted)."""
+    return read_sweep(ROOT / "sweeps/fig3.toml").game
+
+
+def peak_device_gib() -> float | None:
+    """The most memory this process has held on its first device (None on CPU)."""
+    stats = jax.devices()[0].memory_stats() or {}
+    return stats["peak_bytes_in_use"] / GIB if "peak_bytes_in_use" in stats else None
+
+
+def million(out: dict, scratch: Path, topologies: int = 25_000) -> None:
+    """A million Fig. 3 solves through the sweep path (the Fig. 3 sweep with 25,000
+    topologies: store, chunks, batches as ``edgesplit run`` chooses them), in this
+    process, with the device's peak memory."""
+    sweep = read_sweep(ROOT / "sweeps/fig3.toml").replace(topologies=topologies)
+    solves = sweep.solves_per_chunk * sweep.num_chunks
+    chosen, choose = [], runner.batch_solver
+
+    def spy(*args, **kwargs):  # the batch the runner chooses, and its compile time
+        begin = time.perf_counter()
+        solver, memory = choose(*args, **kwargs)
+        chosen.append((solver, time.perf_counter() - begin))
+        return solver, memory
+
+    runner.batch_solver = spy
+    try:
+        begin = time.perf_counter()
+        runner.run_sweep(sweep, scratch / "million.zarr", progress=False)
+        seconds = time.perf_counter() - begin
+    finally:
+        runner.batch_solver = choose
+    ((solver, compiling),) = chosen
+    solving = seconds - compiling
+    peak = peak_device_gib()
+    target(
+        out, "1,000,000 Fig. 3 solves through the sweep path", "< 30 s",
+        f"{seconds:.1f} s for {solves:,} solves ({compiling:.1f} s of it compiling)",
+        solves >= 1_000_000 and seconds < 30,
+    )  # fmt: skip
     out["million"] = {
-        "solves": total,
-        "batch": batch,
-        "lanes": default_game_lanes(platform, batch),
+        "solves": solves,
+        "topologies": topologies,
+        "chunks": sweep.num_chunks,
+        "chunks_per_call": solver.batch,
         "seconds": seconds,
-        "solves_per_s": total / seconds,
-        "compile_and_first_batch_s": compiling,
-        "rounds_mean": float(np.mean(rounds)),
+        "compile_s": compiling,
+        "solves_per_s_after_compile": solves / solving,
+        "peak_device_gib": peak,
     }
+    single = max((r["solves_per_s"] for r in out.get("lanes", {}).get("rows", [])), default=None)
+    if single:  # the lanes part's proposed games at λ = 10, against the whole sweep's mix
+        out["million"]["fraction_of_single_batch"] = solves / solving / single
     say(
         out,
-        f"million: {total:,} solves in {seconds:.1f} s ({total / seconds:,.0f}/s) after "
-        f"{compiling:.1f} s compiling and solving a first batch of {batch:,}",
+        f"million: {solves:,} solves through the sweep path in {seconds:.1f} s, of which "
+        f"{compiling:.1f} s compiling ({solves / solving:,.0f}/s after it), "
+        f"{solver.batch} chunks of {sweep.chunk} topologies per call, peak device memory "
+        + (f"{peak:.2f} GiB" if peak is not None else "n/a (CPU)"),
     )
 
 
-def lanes(out: dict, platform: str) -> None:
-    """One batch of Fig. 3 games on several numbers of game lanes, the default
-    (:func:`~edgesplit.sweep.chunks.default_game_lanes`) among them."""
-    games = 1_000 if platform == "cpu" else 10_000
+def lanes(out: dict, platform: str, games: int | None = None) -> None:
+    """One batch of Fig. 3 games (Fig. 3's game settings) on several numbers of game
+    lanes, the default (:func:`~edgesplit.sweep.chunks.default_game_lanes`) among them:
+    the single-batch throughput a sweep is compared with."""
+    games = games or (1_000 if platform == "cpu" else 10_000)
     chosen = default_game_lanes(platform, games)
+    game = fig3_game()
     rows = []
-    for count in sorted({chosen, games // 64, games // 16, games // 4, games // 2}):
-        _, steady, _ = timed(solver(FIG3, lanes=count), games)
+    for count in sorted({chosen, games // 8, games // 2}):
+        _, steady, _ = timed(solver(FIG3, settings=game, lanes=count), games)
         rows.append({"lanes": count, "solves_per_s": games / steady})
     out["lanes"] = {"games": games, "default": chosen, "rows": rows}
     say(
         out,
-        f"lanes: {games:,} games: "
+        f"lanes: one batch of {games:,} proposed Fig. 3 games (λ = 10): "
         + ", ".join(f"{r['lanes']:,} lanes {r['solves_per_s']:,.0f}/s" for r in rows)
         + f" (default {chosen:,})",
     )
+
+
+def batches(out: dict, scratch: Path, topologies: int, chunk: int) -> None:
+    """The Fig. 3 sweep (``topologies`` of them in chunks of ``chunk``) through the CLI
+    at several ``--batch`` sizes and the default, each run twice into new stores with
+    one compile cache: the second, its programs cached, is the one compared."""
+    sweep = scratch / "fig3-batches.toml"
+    text = (ROOT / "sweeps/fig3.toml").read_text()
+    sweep.write_text(
+        text.replace("topologies = 1000", f"topologies = {topologies}").replace(
+            "chunk = 100", f"chunk = {chunk}"
+        )
+    )
+    chunks = -(-topologies // chunk)
+    solves = topologies * 40
+    rows = []
+    for batch in [*sorted({1, 2, chunks}), None]:
+        option = ["--batch", str(batch)] if batch else []
+        times = [
+            cli("run", str(sweep), "--out", str(scratch / f"batch-{batch}-{i}.zarr"), "--quiet",
+                *option, compile_cache=scratch / f"xla-batch-{batch}")[0]
+            for i in range(2)
+        ]  # fmt: skip
+        rows.append({"batch": batch or "default", "cold_s": times[0], "cached_s": times[1]})
+    single = max((r["solves_per_s"] for r in out.get("lanes", {}).get("rows", [])), default=None)
+    best = min(rows, key=lambda r: r["cached_s"])
+    out["batches"] = {"topologies": topologies, "chunk": chunk, "rows": rows}
+    say(
+        out,
+        f"batches: Fig. 3 with {topologies} topologies in {chunks} chunks of {chunk}, "
+        "through the CLI, cold / programs cached: "
+        + ", ".join(
+            f"--batch {r['batch']} {r['cold_s']:.1f} / {r['cached_s']:.1f} s" for r in rows
+        ),
+    )
+    if single and topologies == 1000:
+        sweep_rate = solves / best["cached_s"]
+        out["batches"]["fraction_of_single_batch"] = sweep_rate / single
+        default = rows[-1]
+        target(out, "Fig. 3 sweep, programs cached (GPU)", "< 2 s",
+               f"{default['cached_s']:.1f} s", default["cached_s"] < 2)  # fmt: skip
+        target(out, "Fig. 3 sweep, cold (GPU)", "< 8 s", f"{default['cold_s']:.1f} s",
+               default["cold_s"] < 8)  # fmt: skip
+        target(out, "sweep throughput / single-batch throughput", "≥ 80%",
+               f"{sweep_rate / single:.0%} ({sweep_rate:,.0f} against {single:,.0f} solves/s)",
+               sweep_rate / single >= 0.8)  # fmt: skip
 
 
 def markdown(out: dict) -> str:
@@ -658,6 +761,8 @@ def markdown(out: dict) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     args = arguments(argv)
+    if args.preset:
+        args.only = list(PRESETS[args.preset])
     parts = args.only or [p for p in PARTS if p not in GPU_PARTS or args.device == "gpu"]
     platform = choose_platform(args.device)
     if args.device == "gpu" and platform != "gpu":
@@ -696,8 +801,9 @@ def main(argv: list[str] | None = None) -> None:
             "exhaustive": lambda: exhaustive(out),
             "precision": lambda: precision(out),
             "arithmetic": lambda: arithmetic(out),
-            "million": lambda: million(out, platform),
             "lanes": lambda: lanes(out, platform),
+            "million": lambda: million(out, scratch, args.million_topologies),
+            "batches": lambda: batches(out, scratch, *args.batch_topologies),
             "leaders": lambda: leaders(out, scratch, args.leader_topologies),
         }
         assert run.keys() == set(PARTS)

@@ -349,6 +349,7 @@ CASES = [
         "game.leader",
         "must be one of",
     ),
+    ("no chunks per call", SWEEP, "run {file} --out {new} --batch 0", "--batch", "1 or more"),
     ("bad JSON", "{ not json", "solve {file}", "bad_JSON.json", "not valid JSON"),
     ("missing scenario", None, "solve {file}", "missing.json", "cannot read"),
     ("summarize no store", None, "summarize {new}", "new.zarr", "no such store"),

@@ -64,7 +64,8 @@ def env(tmp_path_factory):
     }
 
 
-def start(sweep_file, store, env, **extra):
+def start(sweep_file, store, env, *options, **extra):
+    """``edgesplit run`` with ``options``, its environment ``env`` and ``extra``."""
     command = [
         sys.executable,
         "-m",
@@ -74,6 +75,7 @@ def start(sweep_file, store, env, **extra):
         "--out",
         str(store),
         "--quiet",
+        *options,
     ]
     return subprocess.Popen(
         command, env={**env, **extra}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
@@ -191,3 +193,27 @@ def test_same_sweep_twice_gives_the_same_files(tmp_path):
     a, b = files(tmp_path / "a.zarr"), files(tmp_path / "b.zarr")
     assert a.keys() == b.keys() and len(a) > 20
     assert [k for k in a if a[k] != b[k]] == []
+
+
+def test_a_store_killed_in_one_batch_size_resumes_in_another(tmp_path, env):
+    """Killed while a run of 4 chunks per call writes its second batch, resumed asking
+    for 3 a call (the 4 chunks left go 2 + 2): the store equals the uninterrupted
+    one-chunk-a-call run's, and the resumed run solves exactly the chunks not recorded."""
+    text = SWEEP.replace("topologies = 24", "topologies = 10")
+    sweep_file = tmp_path / "crash.toml"
+    sweep_file.write_text(text)
+    reference = tmp_path / "reference.zarr"
+    assert start(sweep_file, reference, env, "--batch", "1").wait(timeout=300) == 0
+    store = tmp_path / "batched.zarr"
+    # The 6th chunk recorded: the second batch (chunks 4-7) half written.
+    killed = start(sweep_file, store, env, "--batch", "4", EDGESPLIT_FAILPOINT="chunk-recorded:6")
+    assert killed.wait(timeout=300) == -signal.SIGKILL, killed.stderr.read()
+    assert list(read(store)["chunk_done"]) == [True] * 6 + [False] * 4
+    trace = tmp_path / "trace.log"
+    resumed = start(sweep_file, store, env, "--batch", "3", EDGESPLIT_TRACE=str(trace))
+    assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
+    got, expected = read(store), read(reference)
+    for name in expected:
+        np.testing.assert_array_equal(got[name], expected[name], err_msg=name)
+    solved = [line.split()[1] for line in trace.read_text().splitlines() if "solve" in line]
+    assert solved == ["6", "7", "8", "9"]

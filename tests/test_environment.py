@@ -27,8 +27,14 @@ from edgesplit.cli import main
 from edgesplit.errors import RunError
 from edgesplit.io.sweep_file import parse_sweep
 from edgesplit.sweep import runner
-from edgesplit.sweep.chunks import chunk_solver
-from edgesplit.sweep.resources import MEMORY_LIMIT, memory_limit, result_bytes, template_bytes
+from edgesplit.sweep.chunks import ProgramMemory, chunk_solver
+from edgesplit.sweep.resources import (
+    MEMORY_LIMIT,
+    largest_batch,
+    memory_limit,
+    result_bytes,
+    template_bytes,
+)
 from edgesplit.sweep.runner import run_sweep
 from edgesplit.sweep.schema import SCHEMA
 
@@ -281,6 +287,44 @@ def test_a_memory_limit_refuses_a_tiny_sweep_naming_chunk(tiny, tmp_path, capsys
     assert list(read(store)["chunk_done"]) == [False] * 3  # the template only
     monkeypatch.setenv(MEMORY_LIMIT, "off")
     assert main(args) == 0
+
+
+def test_a_batch_that_does_not_fit_is_refused_naming_batch(tiny, tmp_path, capsys, monkeypatch):
+    """Under a limit that one chunk a call fits but not three, after compiling and
+    before solving: ``--batch 3`` is refused naming ``--batch``, ``--batch 1`` runs."""
+    sweep_file, _ = tiny
+    sweep = parse_sweep(TINY)
+
+    def need(batch):  # as the run counts it: the devices' programs and the results
+        memory = chunk_solver(sweep, batch=batch).compile()
+        return (
+            template_bytes(sweep)
+            + memory.devices * (memory.per_device + memory.outputs)
+            + result_bytes(sweep, batch * sweep.chunk)
+        )
+
+    one, three = need(1), need(3)
+    assert one < three
+    monkeypatch.setenv(MEMORY_LIMIT, str((one + three) // 2))
+    store = tmp_path / "store.zarr"
+    args = ["run", str(sweep_file), "--out", str(store), "--quiet"]
+    assert main([*args, "--batch", "3"]) == 2
+    line = one_line(capsys, "edgesplit: error: --batch: 3 chunks per call need about ")
+    assert f"allowed by {MEMORY_LIMIT}" in line and "use --batch " in line, line
+    assert list(read(store)["chunk_done"]) == [False] * 3
+    assert main([*args, "--batch", "1"]) == 0
+
+
+def test_an_accelerator_batch_leaves_a_fifth_of_its_memory(monkeypatch):
+    """The batch chosen from XLA's analysis of the programs for a batch: memory grows in
+    proportion to it, and 80% of a device's free memory is used."""
+    monkeypatch.setenv(MEMORY_LIMIT, "off")
+    sweep = parse_sweep(TINY)
+    # 100 chunks a call need 70 + 30 kB a device; 80% of its 20 kB free holds 16 chunks.
+    memory = ProgramMemory(70_000, 30_000, devices=1, platform="gpu", device_limit=20_000)
+    assert largest_batch(sweep, memory, 100) == 16
+    assert largest_batch(sweep, memory.__class__(700, 300, 1, "gpu", 20_000), 1) == 1
+    assert largest_batch(sweep, None, 7) == 7  # no analysis: as asked
 
 
 def test_the_memory_limit_override(monkeypatch):

@@ -21,9 +21,9 @@ from edgesplit.errors import InputError
 from edgesplit.io.analysis import summary, summary_table
 from edgesplit.io.plotting import plot_store
 from edgesplit.io.sweep_file import parse_sweep, read_sweep
-from edgesplit.sweep.chunks import chunk_solver, default_cpu_devices
+from edgesplit.sweep.chunks import ChunkSolver, chunk_solver, default_cpu_devices
 from edgesplit.sweep.compile_cache import ENVIRONMENT, cache_directory
-from edgesplit.sweep.runner import run_sweep
+from edgesplit.sweep.runner import balanced, run, run_sweep
 from edgesplit.sweep.schema import SCHEMA
 from edgesplit.sweep.store import open_store
 
@@ -239,6 +239,37 @@ def test_results_do_not_depend_on_chunking(tiny_store, tmp_path):
     assert_same_store({k: v for k, v in whole.items() if k != "chunk_done"}, rechunked)
 
 
+def test_batches_of_chunks_give_the_same_results(monkeypatch):
+    """1, 2, 4 and 8 chunks per compiled call, of 7 chunks (so 2 + 2 + 2 + 1 and 4 + 3,
+    the last call padded; 8 is all 7 at once): the same choices, prices, rounds,
+    statuses and certificates, floats equal to 1e-12, in the calls the batch says."""
+    text = TINY.replace("topologies = 6", "topologies = 7").replace("chunk = 2", "chunk = 1")
+    sweep = parse_sweep(text)
+    calls = []
+    call = ChunkSolver.__call__
+    monkeypatch.setattr(
+        ChunkSolver,
+        "__call__",
+        lambda self, chunks: calls.append(list(chunks)) or call(self, chunks),
+    )
+    results = {}
+    for batch, expected in [(1, 7 * [1]), (2, [2, 2, 2, 1]), (4, [4, 3]), (8, [7])]:
+        calls.clear()
+        results[batch] = {name: v.values for name, v in run(sweep, batch=batch).data_vars.items()}
+        assert [len(c) for c in calls] == expected and [i for c in calls for i in c] == list(
+            range(7)
+        ), batch
+    for batch in (2, 4, 8):
+        assert_same_games(results[1], results[batch])
+    assert results[1]["chunk_done"].all()
+
+
+def test_calls_are_balanced():
+    assert [balanced(8, n) for n in (1, 7, 8, 9, 17)] == [1, 7, 8, 5, 6]
+    assert [balanced(1, n) for n in (1, 9)] == [1, 1]
+    assert balanced(3, 8) == 3 and balanced(100, 10) == 10
+
+
 def test_swept_device_counts_equal_separate_unpadded_runs(tmp_path):
     base = TINY.replace("mean_arrival_rate = [4.0, 13.0]", "mean_arrival_rate = [9.0]")
     swept = base.replace("num_devices = 5\n", "").replace(
@@ -270,8 +301,8 @@ def test_chunks_reuse_one_compilation(caplog):
         solver.compile()
         compiled = caplog.text
         caplog.clear()
-        for start in (0, 2, 4):
-            solver(start)
+        for index in range(parse_sweep(TINY).num_chunks):
+            solver([index])
     # compile() made both programs, as a chunk would: the chunks compile nothing more.
     assert "jit(sample_chunk)" in compiled and "jit(solve_chunk)" in compiled
     assert "sample_chunk" not in caplog.text and "solve_chunk" not in caplog.text

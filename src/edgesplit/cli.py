@@ -106,8 +106,9 @@ def _run(args) -> int:
         sweep = _sweep_with_overrides(args)
         out = _store_path(args, sweep)
         solved = run_sweep(
-            sweep, out, progress=not args.quiet, share=share, allow_build=args.allow_other_build
-        )
+            sweep, out, progress=not args.quiet, share=share,
+            allow_build=args.allow_other_build, batch=args.batch,
+        )  # fmt: skip
     finally:
         if distributed:
             cluster.leave()
@@ -205,6 +206,11 @@ def parser() -> argparse.ArgumentParser:
     sweep_arguments(run)
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.add_argument(
+        "--batch", type=int, metavar="N",
+        help="chunks per compiled call (default: 1 on CPU; on a GPU as many as fit, "
+        "up to 100,000 games per scheme); the store and its results do not change",
+    )  # fmt: skip
+    run.add_argument(
         "--worker", metavar="I/N",
         help="solve only worker I's share of the chunks (I = 0..N-1); workers may run at once",
     )  # fmt: skip
@@ -285,7 +291,8 @@ def main(argv: list[str] | None = None) -> int:
             if "RESOURCE_EXHAUSTED" not in str(err):  # XLA out of a device's memory
                 raise
             return _fail(
-                "chunk: a device ran out of memory (RESOURCE_EXHAUSTED); use a smaller chunk"
+                "chunk: a device ran out of memory (RESOURCE_EXHAUSTED); use a smaller "
+                "--batch or chunk"
             )
 
 

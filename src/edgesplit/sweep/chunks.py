@@ -1,10 +1,11 @@
-"""Solve a sweep chunk by chunk: two compiled calls per chunk of topologies.
+"""Solve a sweep a batch of chunks at a time: two compiled calls per batch.
 
-A chunk is ``sweep.chunk`` topologies × every grid point × every scheme, sampled by
-one jit-compiled call and solved by another, whose shapes never change: the last
-chunk is padded with extra topologies whose results are dropped, and axes that
-change array sizes (the numbers of devices and servers) are padded to their largest
-value with masks. The topologies of a chunk are spread over every local device; on
+A chunk is ``sweep.chunk`` topologies × every grid point × every scheme: the unit of
+the store (its Zarr chunks, what is recorded as done and resumed). A batch is a few
+chunks, sampled by one jit-compiled call and solved by another, whose shapes never
+change: the last batch is padded with extra topologies whose results are dropped, and
+axes that change array sizes (the numbers of devices and servers) are padded to their
+largest value with masks. The topologies of a chunk are spread over every local device; on
 each, a scheme's games share a few lanes, a lane taking the next game when its own
 ends.
 Topology t always uses the key ``fold_in(key(seed), t)``, so a result does not
@@ -128,26 +129,37 @@ class ProgramMemory:
 
 @dataclass(frozen=True)
 class ChunkSolver:
-    """Solves the chunk of topologies that starts at a given index.
+    """Solves up to ``batch`` chunks of a sweep in one call.
 
-    ``topologies_per_call`` topologies are solved per call: the chunk size rounded up
-    to a multiple of the number of devices, at least two per device (XLA compiles a
-    sharded batch of one differently, and its certificates then differ in the last
-    bit); results past the chunk are padding to drop.
+    ``topologies_per_call`` topologies are solved per call: ``batch`` chunks' worth,
+    rounded up to a multiple of the number of devices, at least two per device (XLA
+    compiles a sharded batch of one differently, and its certificates then differ in
+    the last bit); results past the batch's chunks are padding to drop.
     """
 
     sample: Callable  # jitted: topology indices (C,) -> Topology, leaves (C, G, ...)
     run: Callable  # jitted: (topologies, schemes) -> the stored variables, by name
+    sweep: Sweep
+    batch: int  # chunks per call
     topologies_per_call: int
     schemes: jax.Array
     sharding: NamedSharding  # of the sampled topologies: split over the devices
 
-    def __call__(self, start: int) -> dict[str, jax.Array]:
-        indices = np.arange(start, start + self.topologies_per_call)
-        return self.run(self.sample(indices), self.schemes)
+    def __call__(self, chunks: Sequence[int]) -> dict[str, jax.Array]:
+        """Dispatch ``chunks`` (any chunk indices, at most ``batch``) to the devices;
+        the results, not awaited, hold their topologies in that order."""
+        return self.run(self.sample(self.indices(chunks)), self.schemes)
+
+    def indices(self, chunks: Sequence[int]) -> np.ndarray:
+        """The topology indices of a call: the chunks' topologies, then padding."""
+        if not 0 < len(chunks) <= self.batch:
+            raise ValueError(f"a call solves 1 to {self.batch} chunks, got {len(chunks)}")
+        taken = np.concatenate([np.asarray(self.sweep.chunk_range(i)) for i in chunks])
+        padding = np.arange(self.topologies_per_call - len(taken)) + taken[-1] + 1
+        return np.concatenate([taken, padding])
 
     def compile(self) -> ProgramMemory | None:
-        """Compile both programs now, as the first chunk would, and return the memory
+        """Compile both programs now, as the first call would, and return the memory
         they need (None when XLA cannot say). XLA compiles the sampling program on a
         second thread while this one traces the solve program: it does not hold
         Python's lock, so the two overlap (about 1 s of a cold start). Both are traced
@@ -242,10 +254,13 @@ def default_cpu_devices() -> int:
 
 
 def chunk_solver(
-    sweep: Sweep, devices: Sequence[jax.Device] | None = None, game_lanes: int | None = None
+    sweep: Sweep,
+    devices: Sequence[jax.Device] | None = None,
+    game_lanes: int | None = None,
+    batch: int = 1,
 ) -> ChunkSolver:
-    """The chunk's two programs, sharded over ``devices`` (default: all local ones);
-    each compiles once, on first use.
+    """The two programs that solve ``batch`` chunks per call, sharded over ``devices``
+    (default: all local ones); each compiles once, on first use.
 
     Topologies are split across devices with ``shard_map``: each device plays its own
     game queues, so no device waits on another's longest game (a vmapped
@@ -260,7 +275,7 @@ def chunk_solver(
             "first (the command line does)",
         )
     devices = list(devices or jax.local_devices())
-    per_device = max(-(-sweep.chunk // len(devices)), 2 if len(devices) > 1 else 1)
+    per_device = max(-(-batch * sweep.chunk // len(devices)), 2 if len(devices) > 1 else 1)
     if game_lanes is None:
         game_lanes = default_game_lanes(devices[0].platform, per_device * sweep.setup_points)
     sample, solve, schemes = chunk_program(sweep, game_lanes)
@@ -281,6 +296,8 @@ def chunk_solver(
             ),
         ),
         run=jax.jit(sharded(solve, in_specs=(P("topology"), P()), out_specs=_topology_specs())),
+        sweep=sweep,
+        batch=batch,
         topologies_per_call=per_device * len(devices),
         schemes=schemes,
         sharding=NamedSharding(mesh, P("topology")),

@@ -53,6 +53,7 @@ _RECORD_BYTES = 1 + 8 + 4 * 96  # chunk_done, chunk_checksum, chunk_build, when 
 # the next chunk's there too while this one is written (solving overlaps writing); on
 # the host, the copy being written.
 _RESULT_COPIES = 3
+_DEVICE_SHARE = 0.8  # of an accelerator's free memory, for a batch chosen by edgesplit
 
 
 def _size(count: float) -> str:
@@ -226,35 +227,73 @@ def _refuse_past(
     )  # fmt: skip
 
 
-def check_programs(sweep: Sweep, memory, *, in_memory: bool = False) -> None:
-    """Refuse, before solving, a chunk whose compiled programs cannot fit: ``memory`` is
-    :meth:`~edgesplit.sweep.chunks.ChunkSolver.compile`'s :class:`ProgramMemory` (None
-    when XLA gives no analysis, then nothing is checked)."""
+def _program_needs(sweep: Sweep, memory, batch: int, in_memory: bool) -> tuple[int, int, int]:
+    """(bytes on each device, bytes of host memory, of which held whatever the batch)
+    to solve ``batch`` chunks per call with programs of that ``memory``."""
+    # Each device holds its share of a batch being solved, and the results of the one
+    # before it until they are written; the host, those results being written.
+    per_device = memory.per_device + memory.outputs
+    held = _held(sweep, in_memory)
+    host_results = result_bytes(sweep, batch * sweep.chunk)
+    if memory.platform == "cpu":  # the devices' memory is the host's
+        return per_device, held + memory.devices * per_device + host_results, held
+    return per_device, held + 2 * host_results, held
+
+
+def largest_batch(sweep: Sweep, memory, batch: int, *, in_memory: bool = False) -> int:
+    """The most chunks per call, at most ``batch``, whose programs and results fit the
+    devices' and the host's memory (0 when not one chunk does), from ``memory``, the
+    analysis of the programs for ``batch`` chunks: both grow in proportion to it. On an
+    accelerator a fifth of its free memory is left to XLA's own buffers."""
+    if memory is None:
+        return batch
+    per_device, host, held = _program_needs(sweep, memory, batch, in_memory)
+    fit = batch
+    if memory.platform != "cpu" and memory.device_limit is not None:
+        fit = min(fit, int(batch * _DEVICE_SHARE * memory.device_limit / per_device))
+    limit, _ = memory_limit()
+    if limit is not None and host > limit:
+        fit = min(fit, int(batch * max(limit - held, 0) / (host - held)))
+    return fit
+
+
+def check_programs(sweep: Sweep, memory, *, in_memory: bool = False, batch: int = 1) -> None:
+    """Refuse, before solving, a batch of chunks whose compiled programs cannot fit:
+    ``memory`` is :meth:`~edgesplit.sweep.chunks.ChunkSolver.compile`'s
+    :class:`ProgramMemory` (None when XLA gives no analysis, then nothing is checked).
+    A batch of one chunk that does not fit names the chunk size (or the axes) to use;
+    a larger one, the batch (``--batch``)."""
     if memory is None:
         return
-    # Each device holds its share of a chunk being solved, and the results of the one
-    # before it until they are written.
-    per_device = memory.per_device + memory.outputs
-    limit, source = memory_limit()
-    held = _held(sweep, in_memory)
-    host_results = result_bytes(sweep, sweep.chunk)
-    if memory.platform == "cpu":  # the devices' memory is the host's
-        need = held + memory.devices * per_device + host_results
-    else:
-        need = held + 2 * host_results
-        if memory.device_limit is not None and per_device > memory.device_limit:
-            fits = int(sweep.chunk * memory.device_limit / per_device)
-            if fits >= 1:
-                raise RunError(
-                    "chunk", f"a chunk of {sweep.chunk} topologies needs about "
-                    f"{_size(per_device)} on each {memory.platform} device, which has "
-                    f"{_size(memory.device_limit)}; use chunk = {fits} or less",
-                )  # fmt: skip
-            raise RunError(
-                "axes", f"one topology per device at every grid point needs about "
-                f"{_size(per_device)} on each {memory.platform} device, which has "
-                f"{_size(memory.device_limit)}; use fewer axis values",
+    per_device, need, held = _program_needs(sweep, memory, batch, in_memory)
+    if batch > 1:
+        fit = largest_batch(sweep, memory, batch, in_memory=in_memory)
+        if fit < batch:
+            limit, source = memory_limit()
+            host_fits = limit is None or need <= limit
+            on = (
+                f"{_size(need)} of memory, more than the {_size(limit)} {source}"
+                if not host_fits else f"{_size(per_device)} on each {memory.platform} "
+                f"device, more than {_DEVICE_SHARE:.0%} of its {_size(memory.device_limit)} free"
             )  # fmt: skip
+            use = f"--batch {fit} or less" if fit >= 1 else "--batch 1"
+            raise RunError("--batch", f"{batch} chunks per call need about {on}; use {use}")
+        return
+    limit, source = memory_limit()
+    device_limit = memory.device_limit if memory.platform != "cpu" else None
+    if device_limit is not None and per_device > device_limit:
+        fits = int(sweep.chunk * device_limit / per_device)
+        if fits >= 1:
+            raise RunError(
+                "chunk", f"a chunk of {sweep.chunk} topologies needs about "
+                f"{_size(per_device)} on each {memory.platform} device, which has "
+                f"{_size(device_limit)}; use chunk = {fits} or less",
+            )  # fmt: skip
+        raise RunError(
+            "axes", f"one topology per device at every grid point needs about "
+            f"{_size(per_device)} on each {memory.platform} device, which has "
+            f"{_size(device_limit)}; use fewer axis values",
+        )  # fmt: skip
     if limit is not None:
         _refuse_past(
             sweep, limit, source, held, need, in_memory, " with the compiled chunk programs"

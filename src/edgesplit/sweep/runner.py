@@ -8,11 +8,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import jax
 import numpy as np
 import xarray as xr
 
 from edgesplit.errors import InputError
-from edgesplit.sweep.chunks import chunk_solver
+from edgesplit.sweep.chunks import ChunkSolver, ProgramMemory, chunk_solver
 from edgesplit.sweep.faults import trace
 from edgesplit.sweep.identity import build
 from edgesplit.sweep.integrity import checksum, damaged_chunks
@@ -21,6 +22,7 @@ from edgesplit.sweep.resources import (
     check_memory,
     check_programs,
     check_writable,
+    largest_batch,
     os_failures,
     stops_cleanly,
 )
@@ -62,22 +64,31 @@ class Share:
         return f"{self.index}/{self.count}"
 
 
-def run(sweep: Sweep, out: str | Path | None = None, *, progress: bool = False) -> xr.Dataset:
+def run(
+    sweep: Sweep,
+    out: str | Path | None = None,
+    *,
+    progress: bool = False,
+    batch: int | None = None,
+) -> xr.Dataset:
     """Run ``sweep`` and return its results as a Dataset with the store's schema.
 
     With ``out``, the results go to the store there (created, or resumed as
     ``edgesplit run`` would) and the opened store is returned. Without it the sweep is
     solved in memory, every chunk held at once: for sweeps that fit in memory.
+    ``batch``: chunks per compiled call, as ``edgesplit run --batch`` (default: chosen
+    per device, :func:`batch_solver`); it changes the speed, never the results.
     """
     if out is not None:
-        run_sweep(sweep, out, progress=progress)
+        run_sweep(sweep, out, progress=progress, batch=batch)
         return open_store(out)
+    _check_batch(batch)
     check_memory(sweep, in_memory=True)
     # Deep: dask computes the template's equal zero arrays once, shared between variables.
     dataset = template(sweep).load().copy(deep=True)
-    todo = range(sweep.num_chunks)
+    todo = list(range(sweep.num_chunks))
     with _progress_bar(sweep, len(todo), len(todo), progress) as bar:
-        for index, arrays in _solved_chunks(sweep, todo, bar, in_memory=True):
+        for index, arrays in _solved_chunks(sweep, todo, bar, in_memory=True, batch=batch):
             for name, value in arrays.items():
                 dataset[name].values[chunk_region(name, sweep, index)] = value
             dataset["chunk_checksum"].values[index] = checksum(as_stored(sweep, arrays))
@@ -95,18 +106,22 @@ def run_sweep(
     progress: bool = True,
     share: Share = Share(),
     allow_build: bool = False,
+    batch: int | None = None,
 ) -> int:
     """Solve every chunk of ``share`` the store does not record as done; return how many
     were solved. Workers with disjoint shares may run at the same time on one store.
 
     The chunks recorded as done are first checked cheaply (their checksums and files
     present; ``edgesplit verify`` reads them back): one that is not is an InputError.
-    ``allow_build`` lets another edgesplit build add results to the store.
+    ``allow_build`` lets another edgesplit build add results to the store. ``batch``:
+    chunks per compiled call (default: chosen per device, :func:`batch_solver`); each
+    chunk is written and recorded on its own whatever the batch.
 
     Nothing is built before the sweep is checked to fit in memory, nothing compiles
     before the store is checked to be writable; an OSError (a full disk, a read-only
     store) is a RunError and Ctrl-C an :class:`~edgesplit.errors.Interrupted`, both
     saying how many chunks are recorded (the store stays intact and resumable)."""
+    _check_batch(batch)
     check_memory(sweep)
     done = open_or_create(path, sweep, allow_build=allow_build, workers=share.count)
     damaged = damaged_chunks(path, full=False)
@@ -123,7 +138,7 @@ def run_sweep(
     check_writable(path)  # before compiling: a read-only store fails in a second
     desc = sweep.name if share.count == 1 else f"{sweep.name} [{share}]"
     with _progress_bar(sweep, len(mine), len(todo), progress, desc) as bar:
-        for index, arrays in _solved_chunks(sweep, todo, bar):
+        for index, arrays in _solved_chunks(sweep, todo, bar, batch=batch):
             # A signal waits for the chunk's record; a failed write records nothing.
             with signals_deferred(), os_failures(path, f"writing chunk {index}", sweep):
                 write_chunk(path, sweep, index, arrays)
@@ -139,40 +154,86 @@ def _progress_bar(sweep: Sweep, total: int, todo: int, shown: bool, desc: str | 
     )  # fmt: skip
 
 
+def _check_batch(batch) -> None:
+    if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int) or batch < 1):
+        raise InputError("--batch", f"must be a whole number of chunks, 1 or more, got {batch!r}")
+
+
+# The games of one scheme's queue, per device, that a batch chosen for an accelerator
+# holds at most: it bounds the work a crash loses and the results held on the host.
+# Measured on an H200 (results/bench/bench-gpu.md), one queue solved 35,200 games/s at
+# 2,000 games and 47,800/s at 10,000; scripts/gpu_check.sh measures past that.
+ACCELERATOR_GAMES = 100_000
+
+
+def balanced(batch: int, chunks: int) -> int:
+    """Chunks per call for ``chunks`` chunks at most ``batch`` a call, in as few calls
+    and with as little padding as can be: 9 chunks at most 8 a call go 5 + 4, not 8 + 1."""
+    calls = -(-chunks // max(min(batch, chunks), 1))
+    return -(-chunks // calls)
+
+
+def batch_solver(
+    sweep: Sweep, chunks: int, batch: int | None = None, *, in_memory: bool = False
+) -> tuple[ChunkSolver, ProgramMemory | None]:
+    """The solver for ``chunks`` chunks to do, compiled, and its programs' memory.
+
+    ``batch`` chunks per call when given. Otherwise one on CPU (where larger batches
+    are no faster, README "Performance"), and on an accelerator as many as hold
+    :data:`ACCELERATOR_GAMES` games per device and scheme, or fewer to fit the
+    device's and the host's memory: the programs are compiled for that batch and, when
+    XLA's memory analysis of them says they do not fit, compiled again for the batch
+    that does (memory grows about in proportion to it). Either way the calls are
+    :func:`balanced`."""
+    devices = jax.local_devices()
+    if batch is not None or devices[0].platform == "cpu":
+        solver = chunk_solver(sweep, batch=balanced(batch or 1, chunks))
+        return solver, solver.compile()
+    games = sweep.chunk * sweep.setup_points / len(devices)  # of a scheme's queue, a chunk
+    batch = max(int(ACCELERATOR_GAMES // games), 1)
+    for _ in range(3):
+        solver = chunk_solver(sweep, batch=balanced(batch, chunks))
+        memory = solver.compile()
+        fit = largest_batch(sweep, memory, solver.batch, in_memory=in_memory)
+        if fit >= solver.batch or solver.batch == 1:
+            break
+        batch = max(fit, 1)
+    return solver, memory
+
+
 def _solved_chunks(
-    sweep: Sweep, todo, bar, *, in_memory: bool = False
+    sweep: Sweep, todo: list[int], bar, *, in_memory: bool = False, batch: int | None = None
 ) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
-    """Each chunk of ``todo`` solved, as (index, the store's arrays), in order; the bar
-    advances as each is taken (written) by the caller. The compiled programs are
-    checked to fit in memory (with the whole Dataset when ``in_memory``) before the
-    first chunk is solved."""
-    solver = chunk_solver(sweep)
+    """Each chunk of ``todo`` solved, as (index, the store's arrays), in order, a batch
+    of chunks per compiled call (:func:`batch_solver`); the bar advances as each is
+    taken (written) by the caller. The compiled programs are checked to fit in memory
+    (with the whole Dataset when ``in_memory``) before the first call."""
     bar.set_postfix_str("compiling")
     checkpoint()
-    check_programs(sweep, solver.compile(), in_memory=in_memory)
-    taken, previous = time.perf_counter(), None
-
-    def stored(index: int, result):
-        return index, to_store_layout(sweep, result, len(sweep.chunk_range(index)))
-
-    for index in todo:
-        checkpoint()  # a signal Python dropped (see resources.interrupts_raise) stops here
-        trace("solve", index)
-        # Dispatched, not awaited: the devices solve this chunk while the caller writes
-        # the one before it. The shapes never change, so nothing compiles again.
-        current = index, solver(sweep.chunk_range(index).start)
-        if previous is not None:
-            yield stored(*previous)
-            taken = _advance(bar, sweep, taken)
-        previous = current
-    if previous is not None:
-        yield stored(*previous)
-        _advance(bar, sweep, taken)
-
-
-def _advance(bar, sweep: Sweep, since: float) -> float:
-    """Count a chunk done on the bar, with the rate since the last; return the time."""
-    now = time.perf_counter()
-    bar.set_postfix(solves_per_s=f"{sweep.solves_per_chunk / (now - since):.0f}")
-    bar.update()
-    return now
+    solver, memory = batch_solver(sweep, len(todo), batch, in_memory=in_memory)
+    check_programs(sweep, memory, in_memory=in_memory, batch=solver.batch)
+    batches = [todo[i : i + solver.batch] for i in range(0, len(todo), solver.batch)]
+    taken, pending = time.perf_counter(), None
+    for chunks in [*batches, None]:
+        dispatched = None
+        if chunks is not None:
+            checkpoint()  # a signal Python dropped (see resources.interrupts_raise) stops here
+            for index in chunks:
+                trace("solve", index)
+            # Dispatched, not awaited: the devices solve this batch while the caller
+            # writes the one before it. The shapes never change: nothing compiles again.
+            dispatched = chunks, solver(chunks)
+        if pending is not None:
+            done, result = pending
+            host = jax.device_get(result)  # one transfer per batch
+            now = time.perf_counter()
+            bar.set_postfix(
+                solves_per_s=f"{len(done) * sweep.solves_per_chunk / (now - taken):.0f}"
+            )
+            taken, offset = now, 0
+            for index in done:
+                count = len(sweep.chunk_range(index))
+                yield index, to_store_layout(sweep, host, slice(offset, offset + count))
+                bar.update()
+                offset += count
+        pending = dispatched

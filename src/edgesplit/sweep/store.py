@@ -308,15 +308,15 @@ def _flush_to_disk() -> None:
         os.sync()
 
 
-def to_store_layout(sweep: Sweep, result: dict, count: int) -> dict[str, np.ndarray]:
+def to_store_layout(sweep: Sweep, result: dict, topologies: slice) -> dict[str, np.ndarray]:
     """A chunk program's variables (their dims with the axes as one dim of grid points,
     :data:`~edgesplit.sweep.schema.POINT`) as arrays with the store's dims; only the
-    first ``count`` topologies (the rest is padding)."""
+    ``topologies`` of one chunk (the rest is other chunks' or padding)."""
     out = {}
     for variable in VARIABLES:
         dims = variable.dims_for((POINT,))
         value = np.asarray(result[variable.name])
-        value = value[(slice(None),) * dims.index("topology") + (slice(count),)]
+        value = value[(slice(None),) * dims.index("topology") + (topologies,)]
         if POINT in dims:
             at = dims.index(POINT)
             value = value.reshape(*value.shape[:at], *sweep.grid_shape, *value.shape[at + 1 :])

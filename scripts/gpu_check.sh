@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The prepared GPU check: the GPU parts of the benchmark in one call, for any session
+# that is lent a GPU. Run scripts/gpu_wheels.sh here first, then on the device machine
+# (the device tool: carry .whl, give timeout_s 600):
+#
+#     bash scripts/gpu_check.sh
+#
+# It installs edgesplit as the README tells a cluster user (pip install -e '.[cuda]'),
+# offline from .whl/ into a virtual environment in /tmp that sees the image's JAX, runs
+# `scripts/bench.py --device gpu --preset gpu-check` (the parts lanes, million and
+# batches; about 5 minutes on an H200, cut at 7), and copies results/bench/bench-gpu.md
+# and .json to $OUT (when set). It changes nothing outside /tmp and this tree: no
+# device settings, no global packages, its compile cache in /tmp.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+venv=/tmp/edgesplit-gpu
+python3 -m venv --system-site-packages "$venv"
+install() { "$venv/bin/pip" install -q --no-index --find-links .whl --no-build-isolation "$@"; }
+if install -e '.[cuda]'; then
+    installed="pip install -e '.[cuda]' (offline, from .whl)"
+else  # the image's JAX CUDA packages may not match the extra's pins exactly
+    install -e . || exit 1
+    installed="pip install -e . (the '.[cuda]' extra did not resolve offline; the image's JAX CUDA plugin)"
+fi
+echo "installed: $installed"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+export PYTHONUNBUFFERED=1 EDGESPLIT_COMPILE_CACHE=/tmp/edgesplit-xla
+export EDGESPLIT_COMMIT="${EDGESPLIT_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}"
+timeout 420 "$venv/bin/python" scripts/bench.py --device gpu --preset gpu-check
+status=$?
+if [ -n "${OUT:-}" ]; then cp results/bench/bench-gpu.md results/bench/bench-gpu.json "$OUT/"; fi
+rm -rf /tmp/edgesplit-xla
+exit $status
