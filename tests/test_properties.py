@@ -101,7 +101,7 @@ def scenarios(draw):
     return problem
 
 
-def check(problem, solution, scheme, converged_means_equilibrium=True):
+def check(problem, solution, scheme, converged_is_a_local_rest=True):
     """The properties every solved scenario must have."""
     num_devices, num_servers = len(problem["devices"]), len(problem["servers"])
     devices = jax.tree.map(lambda x: np.asarray(x)[:num_devices], solution.devices)
@@ -134,8 +134,11 @@ def check(problem, solution, scheme, converged_means_equilibrium=True):
     )
     # No device gains by deviating alone; converged games are equilibria up to min_gain.
     assert float(solution.device_violation) <= 1e-9 * max(1.0, max(abs(p.utility) for p in picks))
-    if converged_means_equilibrium and bool(solution.converged):
-        assert float(solution.certificate) <= GAME.min_gain + 1e-9
+    # Algorithm 1's convergence is a rest point of ±Δ steps: the local certificate; the
+    # grid certificate may exceed it (tests/test_leaders.py).
+    if converged_is_a_local_rest and bool(solution.converged):
+        assert float(solution.local_certificate) <= GAME.min_gain + 1e-9
+    assert float(solution.certificate) >= float(solution.local_certificate) - 1e-9
 
 
 @given(problem=scenarios(), scheme=st.integers(0, 3))
@@ -151,7 +154,7 @@ def test_responses_at_any_prices(problem, scheme):
     """Zero, nearly zero and ordinary prices: the market alone (no game)."""
     parsed = parse_scenario(problem)
     solution = respond_padded(parsed.scenario, scheme, parsed.price_crb, parsed.price_rrb)
-    check(problem, solution, scheme, converged_means_equilibrium=False)
+    check(problem, solution, scheme, converged_is_a_local_rest=False)
 
 
 def test_a_thousand_devices_on_one_server():

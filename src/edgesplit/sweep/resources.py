@@ -5,9 +5,10 @@ machine says back, as one line (:class:`~edgesplit.errors.RunError`).
   :func:`check_memory` estimates the host memory a sweep needs (the template's
   coordinates and per-chunk bookkeeping, which grow with ``topologies``; one chunk's
   results, which grow with ``chunk`` and the grid) and refuses, naming the knob, what
-  cannot fit. Right after compiling, :func:`check_programs` adds the chunk programs'
-  own memory (XLA's memory analysis: their inputs, outputs and temporaries on each
-  device) and refuses again before solving. The limit is the memory available now
+  cannot fit. Right after compiling, :func:`check_programs` adds the programs' own
+  memory for the batch of chunks a call solves (XLA's memory analysis: their inputs,
+  outputs and temporaries on each device) and refuses again before solving;
+  :func:`largest_batch` is the batch that fits. The limit is the memory available now
   (``MemAvailable``, or the process's cgroup limit when tighter), or
   ``$EDGESPLIT_MEMORY_LIMIT`` (bytes, or with a K, M, G or T suffix; ``off`` turns the
   check off). On an accelerator, the programs are also checked against each device's
