@@ -5,9 +5,9 @@ the store (its Zarr chunks, what is recorded as done and resumed). A batch is a 
 chunks, sampled by one jit-compiled call and solved by another, whose shapes never
 change: the last batch is padded with extra topologies whose results are dropped, and
 axes that change array sizes (the numbers of devices and servers) are padded to their
-largest value with masks. The topologies of a chunk are spread over every local device; on
-each, a scheme's games share a few lanes, a lane taking the next game when its own
-ends.
+largest value with masks. The topologies of a batch are spread over every local
+device; on each, a scheme's games share a few lanes, a lane taking the next game when
+its own ends.
 Topology t always uses the key ``fold_in(key(seed), t)``, so a result does not
 depend on the chunk size or on which process solved it, and every scheme and grid
 point sees the same topologies (common random numbers).
