@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The prepared GPU check: the GPU parts of the benchmark in one call, for any session
 # that is lent a GPU. Run scripts/gpu_wheels.sh here first, then on the device machine
-# (the device tool: carry .whl, give timeout_s 600):
+# (the device tool: carry .whl, timeout_s 540, EDGESPLIT_COMMIT set to the commit):
 #
 #     bash scripts/gpu_check.sh
 #
@@ -9,8 +9,8 @@
 # offline from .whl/ into a virtual environment in /tmp that sees the image's packages
 # (the image's python3 is itself a venv's, so --system-site-packages would not), runs
 # `scripts/bench.py --device gpu --preset gpu-check` (the parts lanes, million and
-# batches; about 5 minutes on an H200, cut at 7), and copies results/bench/bench-gpu.md
-# and .json to $OUT (when set). It changes nothing outside /tmp and this tree: no
+# batches, the report written as each ends; cut at 7 minutes), copies bench-gpu.md
+# and .json from results/bench/ to $OUT (when set). It changes nothing outside /tmp and this tree: no
 # device settings, no global packages, its compile cache in /tmp.
 set -uo pipefail
 cd "$(dirname "$0")/.."
