@@ -229,10 +229,26 @@ def decide(problem, steps, s, scheme, joint, min_gain, current, sold_nothing):
     return list(steps[s])
 
 
-def stop_rule(one_round, steps, max_rounds, window):
-    """Rounds ``steps = one_round(steps)`` until one changes nothing (status 0), the steps
-    come back to one of the last ``window`` states or to the checkpoint taken at every
-    power of two rounds (1), or ``max_rounds`` (2). Returns (steps, rounds, status)."""
+def play_rounds(problem, scheme, move, update, max_rounds, window):
+    """Every server from step 0, in rounds: each server s takes ``move(steps, s)``,
+    against the round's starting steps (``update`` simultaneous) or after the servers
+    before it moved (sequential). Rounds go on until one changes nothing (status 0),
+    the steps come back to one of the last ``window`` states or to the checkpoint taken
+    at every power of two rounds (1), or ``max_rounds`` (2). Returns (steps, rounds,
+    status); user-only plays no round."""
+    num_servers = len(problem["servers"])
+    steps = [[0, 0] for _ in range(num_servers)]
+    if scheme == USER_ONLY:
+        return steps, 0, 0
+
+    def one_round(steps):
+        if update == "simultaneous":
+            return [move(steps, s) for s in range(num_servers)]
+        new = [list(row) for row in steps]
+        for s in range(num_servers):
+            new[s] = move(new, s)
+        return new
+
     recent = []
     checkpoint = None
     rounds = 0
@@ -255,44 +271,13 @@ def play(
     problem, scheme, update="simultaneous", joint=True, max_rounds=2000, min_gain=1e-4, window=32
 ):
     """Algorithm 1. Returns (steps, rounds, status) with status 0 converged, 1 cycle, 2 limit."""
-    num_servers = len(problem["servers"])
-    steps = [[0, 0] for _ in range(num_servers)]
-    if scheme == USER_ONLY:
-        return steps, 0, 0
 
-    def one_round(steps):
-        if update == "simultaneous":
-            current, crbs, rrbs = server_utilities_at(problem, steps, scheme)
-            new = [
-                decide(
-                    problem,
-                    steps,
-                    s,
-                    scheme,
-                    joint,
-                    min_gain,
-                    current[s],
-                    crbs[s] == 0 and rrbs[s] == 0,
-                )
-                for s in range(num_servers)
-            ]
-        else:
-            new = [list(row) for row in steps]
-            for s in range(num_servers):
-                current, crbs, rrbs = server_utilities_at(problem, new, scheme)
-                new[s] = decide(
-                    problem,
-                    new,
-                    s,
-                    scheme,
-                    joint,
-                    min_gain,
-                    current[s],
-                    crbs[s] == 0 and rrbs[s] == 0,
-                )
-        return new
+    def move(steps, s):
+        current, crbs, rrbs = server_utilities_at(problem, steps, scheme)
+        sold_nothing = crbs[s] == 0 and rrbs[s] == 0
+        return decide(problem, steps, s, scheme, joint, min_gain, current[s], sold_nothing)
 
-    return stop_rule(one_round, steps, max_rounds, window)
+    return play_rounds(problem, scheme, move, update, max_rounds, window)
 
 
 def grid_top(problem, s):
@@ -381,28 +366,13 @@ def play_best_response(
     its current utility, and otherwise keeps its steps (no ±Δ moves, no descent rule).
     Returns (steps, rounds, status) with status 0 converged, 1 cycle, 2 limit.
     """
-    num_servers = len(problem["servers"])
-    steps = [[0, 0] for _ in range(num_servers)]
-    if scheme == USER_ONLY:
-        return steps, 0, 0
 
-    def one_round(steps):
-        if update == "simultaneous":
-            current = server_utilities_at(problem, steps, scheme)[0]
-            new = []
-            for s in range(num_servers):
-                best, k = best_level(problem, steps, s, scheme)
-                new.append([k, k] if best - current[s] > min_gain else list(steps[s]))
-        else:
-            new = [list(row) for row in steps]
-            for s in range(num_servers):
-                current = server_utilities_at(problem, new, scheme)[0]
-                best, k = best_level(problem, new, s, scheme)
-                if best - current[s] > min_gain:
-                    new[s] = [k, k]
-        return new
+    def move(steps, s):
+        current = server_utilities_at(problem, steps, scheme)[0]
+        best, k = best_level(problem, steps, s, scheme)
+        return [k, k] if best - current[s] > min_gain else list(steps[s])
 
-    return stop_rule(one_round, steps, max_rounds, window)
+    return play_rounds(problem, scheme, move, update, max_rounds, window)
 
 
 def all_profiles(problem):
