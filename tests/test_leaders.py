@@ -3,6 +3,8 @@ regret of every solve, and the leader rules that use it."""
 
 from __future__ import annotations
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -10,11 +12,13 @@ import edgesplit
 from conftest import tiny_problem
 from edgesplit import reference
 from edgesplit.config import GameSettings
+from edgesplit.game import grid
 from edgesplit.game.solve import solve, solve_at_prices
 from edgesplit.io.analysis import summary_table
 from edgesplit.io.scenario_file import parse_scenario
 from edgesplit.io.sweep_file import parse_sweep
 from edgesplit.model.scenario import pad_scenario, stack
+from edgesplit.model.schemes import scheme_options
 from edgesplit.sweep.batch import solve_batch
 
 SCHEMES = (reference.PROPOSED, reference.EDGE_ONLY, reference.HEURISTIC)
@@ -67,6 +71,33 @@ def test_regret_equals_the_reference(rng, joint, levels):
         regrets.append(max(expected))
     # Some outcomes of Algorithm 1 are not equilibria on the grid: the check has teeth.
     assert sum(r > 1e-4 for r in regrets) >= 2, regrets
+
+
+def test_the_screen_skips_blocks_and_the_regret_stays_exact(rng):
+    """At Algorithm 1's outcomes: the regrets, screened by blocks of levels (some skipped
+    whole, some screened level by level), equal the reference's loops over every level."""
+    settings = GameSettings(price_levels=LEVELS)
+    movers = jnp.arange(2)
+    skipped = screened = 0
+    for case in range(12):
+        problem = problem_with_grids(rng)
+        _, scenario = padded(problem)
+        scheme = SCHEMES[case % 3]
+        got = solve(scenario, scheme, settings)
+        prices = reference.prices_at(problem, reference.play(problem, scheme)[0])
+        expected = reference.server_regret(problem, *prices, scheme)
+        np.testing.assert_allclose(got.server_regret, expected, rtol=1e-9, atol=1e-12)
+        options = scheme_options(scenario, jnp.int32(scheme))
+        game = grid.screen_game(
+            scenario, options, settings, got.price_crb, got.price_rrb, movers,
+            got.server_utility,
+        )  # fmt: skip
+        _, _, bound = grid.screen(jax.tree.map(lambda x: x[None], game), settings, movers)
+        levels = np.arange(LEVELS) <= np.asarray(game.top)[:, None]  # (P, K) on each grid
+        untouched = np.asarray(bound[0, :, 0] == -np.inf)
+        skipped += int(np.sum(levels & untouched))
+        screened += int(np.sum(levels & ~untouched))
+    assert skipped > 0 and screened > 0, (skipped, screened)
 
 
 def test_user_only_servers_have_no_regret(rng):

@@ -11,10 +11,12 @@ are tried, both prices to one grid price, the CRB price alone and the RRB price 
 so the best found, and the regret, are lower bounds.
 
 With the number of levels known (``GameSettings.price_levels``, which the sweep and
-scenario files fit), the moves are screened (:func:`screen`) and only those that may be
-best are settled in full; otherwise every move is settled, the number of levels then
-traced (it follows max_price / Δ). Either way the markets are settled a few at a time
-per scenario (:mod:`edgesplit.game.market_queue`), none stored.
+scenario files fit), the moves are screened (:func:`screen`): blocks of levels whose
+bound cannot beat what is known are skipped, a move its market's first admission pass
+settles is known, and only the others that may be best are settled in full. Otherwise
+every move is settled, the number of levels then traced (it follows max_price / Δ).
+Either way the markets are settled a few at a time per scenario
+(:mod:`edgesplit.game.market_queue`), none stored.
 """
 
 from __future__ import annotations
@@ -27,7 +29,15 @@ import jax.numpy as jnp
 
 from edgesplit.config import GameSettings
 from edgesplit.game.admission import admission_pass, admitting, open_market
-from edgesplit.game.best_response import best_splits, choose_offer, first_maximum, offload_terms
+from edgesplit.game.best_response import (
+    OffloadTerms,
+    ServerOffers,
+    best_splits,
+    choose_offer,
+    first_maximum,
+    local_option,
+    offload_terms,
+)
 from edgesplit.game.market import offload_options, server_sales
 from edgesplit.game.market_queue import fold_markets
 from edgesplit.game.prices import top_step
@@ -35,11 +45,17 @@ from edgesplit.model.scenario import Scenario
 from edgesplit.model.schemes import Options
 
 LEVEL_BLOCK = 8
-"""Grid levels whose option tables are held at once per scenario in :func:`screen`."""
+"""Grid levels in a block of :func:`screen`: a block's moves are bounded together from the
+option table of its lowest price, and screened level by level only where that bound
+may beat the best known."""
 
 
 def _lines(settings: GameSettings) -> int:
     return 1 if settings.joint_price else 3
+
+
+def _blocks(settings: GameSettings) -> int:
+    return -(-settings.price_levels // LEVEL_BLOCK)
 
 
 def move_prices(servers, settings: GameSettings, price_crb, price_rrb, levels):
@@ -53,32 +69,82 @@ def move_prices(servers, settings: GameSettings, price_crb, price_rrb, levels):
     return jnp.stack([price, price, keep_crb]), jnp.stack([price, keep_rrb, price])
 
 
-def screen(scenario: Scenario, options: Options, settings: GameSettings, price_crb, price_rrb):
-    """Every move's market (each server, line and level of ``settings.price_levels``, the
-    others at ``price_crb``/``price_rrb``) after its first admission pass: whether that
-    settled it, the mover's utility there if so, and a bound on its utility however the
-    market settles; (S, L, K) each.
+@jax.tree_util.register_dataclass
+@dataclass(frozen=True)
+class ScreenGame:
+    """One game as :func:`screen` takes it: the movers' market and what every first pass
+    of a move shares."""
+
+    scenario: Scenario
+    options: Options
+    price_crb: jax.Array  # (S,) the prices the movers move from
+    price_rrb: jax.Array
+    terms: OffloadTerms  # price-free
+    here: ServerOffers  # (M, S) the devices' best offers at these prices, all blocks free
+    beats: jax.Array  # (M,) what an offer must beat to be bought: local and idle, less slack
+    floor: jax.Array  # (P,) what a mover's move must reach
+    top: jax.Array  # (P,) each mover's last grid level, -1 for movers that do not play
+    worth: jax.Array  # (blocks,) blocks some mover's capacity is worth the floor in
+
+
+def screen_game(scenario, options, settings, price_crb, price_rrb, movers, floor) -> ScreenGame:
+    """A game to :func:`screen`: ``movers`` (P,) moving from these prices, ``floor`` (P,)."""
+    servers = scenario.servers
+    terms = offload_terms(scenario)
+    here = best_splits(
+        options,
+        offload_options(settings)(
+            scenario, price_crb, price_rrb, _blocks_of(servers, "crbs"),
+            _blocks_of(servers, "rrbs"), terms=terms,
+        ),
+    )  # fmt: skip
+    # A device offloads only to an offer above its local option and above idling (0);
+    # the slack covers choose_offer's 1e-12 ties between offers.
+    alternative = jnp.maximum(local_option(scenario, options)[0], 0.0)
+    beats = alternative - 1e-9 * jnp.maximum(jnp.abs(alternative), 1.0)
+    return ScreenGame(
+        scenario, options, price_crb, price_rrb, terms, here, beats, floor,
+        _top(scenario, options, movers),
+        worth_blocks(scenario, options, settings, price_crb, price_rrb, movers, floor),
+    )  # fmt: skip
+
+
+def _blocks_of(servers, kind: str):
+    """(S,) each server's CRBs or RRBs, none for inactive servers."""
+    return jnp.where(servers.active, getattr(servers, kind), 0)
+
+
+def first_passes(game: ScreenGame, settings: GameSettings):
+    """``passes(levels, bounded_from)``: every server's move to each of ``levels`` (B,) on
+    each line, the others at ``price_crb``/``price_rrb``, after its market's first
+    admission pass: whether that settled it, the mover's utility there if so, a bound on
+    its utility at every price from that of ``bounded_from`` (B,) down to that of
+    ``levels`` however the market settles, and a tighter bound at ``levels`` alone;
+    (S, L, B) each.
 
     With every server's blocks all free, the devices' options at a server depend only
     on that server's prices: one table of options per level serves every server's move
-    to it, and the others' options are those at the prices as they are. The bound:
-    whatever capacity is left, a device buys no more blocks of a split than it would
-    with all of them, and never an option whose utility would be <= 0 with all of them
-    (its utility only falls with less); so the mover earns at most what every device's
-    largest such purchase would pay it, and at most its capacity's worth.
+    to it, and the others' options are those at the prices as they are. The bounds rest
+    on this: whatever capacity is left, a device buys no more blocks of a split than it
+    would with all of them at a price as low or lower, and never an option whose utility
+    there would not beat running locally and idling (its utility only falls with a
+    higher price or less capacity). So over the range of prices the mover earns at most
+    every device's largest such purchase at the lowest price, paid at the highest
+    price's margins, and at most its capacity's worth; at one level, at most what the
+    first pass settled, plus the pending devices' largest such purchases, at most what
+    it has left.
     """
-    servers = scenario.servers
-    terms = offload_terms(scenario)
+    scenario, options, terms, here, beats = (
+        game.scenario, game.options, game.terms, game.here, game.beats
+    )  # fmt: skip
+    price_crb, price_rrb, servers = game.price_crb, game.price_rrb, game.scenario.servers
     kernel = offload_options(settings)
-    all_crbs = jnp.where(servers.active, servers.crbs, 0)
-    all_rrbs = jnp.where(servers.active, servers.rrbs, 0)
-    here = best_splits(
-        options, kernel(scenario, price_crb, price_rrb, all_crbs, all_rrbs, terms=terms)
-    )
+    all_crbs, all_rrbs = _blocks_of(servers, "crbs"), _blocks_of(servers, "rrbs")
 
-    def first_pass(table, offers, crb, rrb, server):
+    def first_pass(table, offers, crb, rrb, high_crb, high_rrb, server):
         """One move: ``server`` at (``crb``, ``rrb``), its options ``table`` (M, S, A) and
-        their best ``offers`` (M, S)."""
+        their best ``offers`` (M, S); the range's bound has its margins at (``high_crb``,
+        ``high_rrb``)."""
         moved_crb = price_crb.at[server].set(crb[server])
         moved_rrb = price_rrb.at[server].set(rrb[server])
         mine = (jnp.arange(servers.num_servers) == server)[None, :]
@@ -89,37 +155,173 @@ def screen(scenario: Scenario, options: Options, settings: GameSettings, price_c
             scenario, moved_crb, moved_rrb, lambda *_: request, open_market(scenario)
         )
         value = server_sales(scenario, first.choice, moved_crb, moved_rrb)[0][server]
-        margin_crb = jnp.maximum(crb[server] - servers.cost_crb[server], 0.0)
-        margin_rrb = jnp.maximum(rrb[server] - servers.cost_rrb[server], 0.0)
-        pays = table.crbs[:, server, :] * margin_crb + table.rrbs[:, server, :] * margin_rrb
-        usable = options.offload[:, server, :] & (table.utility[:, server, :] > 0)
-        demand = jnp.sum(jnp.max(jnp.where(usable, pays, 0.0), axis=1))
-        capacity = all_crbs[server] * margin_crb + all_rrbs[server] * margin_rrb
-        return ~admitting(scenario, first), value, jnp.minimum(demand, capacity)
+        usable = options.offload[:, server, :] & (table.utility[:, server, :] > beats[:, None])
 
-    def block(start):
-        levels = start + jnp.arange(LEVEL_BLOCK, dtype=jnp.int32)
+        def most(crb_price, rrb_price, who, has_crbs, has_rrbs):
+            """What ``who`` (M,) can pay at these prices' margins, and the blocks left."""
+            margin_crb = jnp.maximum(crb_price[server] - servers.cost_crb[server], 0.0)
+            margin_rrb = jnp.maximum(rrb_price[server] - servers.cost_rrb[server], 0.0)
+            pays = table.crbs[:, server, :] * margin_crb + table.rrbs[:, server, :] * margin_rrb
+            demand = jnp.sum(jnp.max(jnp.where(usable & who[:, None], pays, 0.0), axis=1))
+            return jnp.minimum(demand, has_crbs * margin_crb + has_rrbs * margin_rrb)
+
+        everyone = jnp.ones_like(first.settled)
+        over_range = most(high_crb, high_rrb, everyone, all_crbs[server], all_rrbs[server])
+        pending = ~first.settled
+        left_crbs, left_rrbs = first.crbs_left[server], first.rrbs_left[server]
+        here_on = value + most(moved_crb, moved_rrb, pending, left_crbs, left_rrbs)
+        return ~admitting(scenario, first), value, over_range, here_on
+
+    def passes(levels, bounded_from):
         crb, rrb = move_prices(servers, settings, price_crb, price_rrb, levels)  # (L, B, S)
+        high_crb, high_rrb = move_prices(servers, settings, price_crb, price_rrb, bounded_from)
         tables = jax.vmap(
             jax.vmap(lambda c, r: kernel(scenario, c, r, all_crbs, all_rrbs, terms=terms))
         )(crb, rrb)  # (L, B, M, S, A)
         offers = jax.vmap(jax.vmap(partial(best_splits, options)))(tables)  # (L, B, M, S)
-        over_lines_and_levels = (0, 0, 0, 0, None)
+        over_lines_and_levels = (0, 0, 0, 0, 0, 0, None)
         per_move = jax.vmap(  # servers, lines, levels
             jax.vmap(
                 jax.vmap(first_pass, in_axes=over_lines_and_levels), in_axes=over_lines_and_levels
             ),
-            in_axes=(None, None, None, None, 0),
+            in_axes=(None,) * 6 + (0,),
         )
-        return per_move(tables, offers, crb, rrb, jnp.arange(servers.num_servers))  # (S, L, B)
+        return per_move(
+            tables, offers, crb, rrb, high_crb, high_rrb, jnp.arange(servers.num_servers)
+        )  # (S, L, B)
 
-    blocks = -(-settings.price_levels // LEVEL_BLOCK)
-    starts = jnp.arange(blocks, dtype=jnp.int32) * LEVEL_BLOCK
-    screened = jax.lax.map(block, starts)  # (blocks, S, L, B)
-    return tuple(
-        jnp.moveaxis(x, 0, 2).reshape(*x.shape[1:3], -1)[..., : settings.price_levels]
-        for x in screened
-    )
+    return passes
+
+
+def worth_blocks(scenario, options, settings, price_crb, price_rrb, movers, floor):
+    """(blocks,) the blocks of levels in which some mover's capacity is worth at least
+    ``floor`` at the block's highest price: only there can a move beat it. No market is
+    needed."""
+    servers = scenario.servers
+    start = jnp.arange(_blocks(settings), dtype=jnp.int32) * LEVEL_BLOCK
+    crb, rrb = move_prices(servers, settings, price_crb, price_rrb, start)  # (L, blocks, S)
+    margin_crb = jnp.maximum(crb - servers.cost_crb, 0.0)
+    margin_rrb = jnp.maximum(rrb - servers.cost_rrb, 0.0)
+    capacity = _blocks_of(servers, "crbs") * margin_crb + _blocks_of(servers, "rrbs") * margin_rrb
+    top = _top(scenario, options, movers)
+    reach = (start[:, None] <= top) & (capacity[..., movers] >= _below(floor))
+    return jnp.any(reach, axis=(0, 2))
+
+
+SCREEN_SLOTS = 16
+"""Blocks :func:`screen` screens at once (each :data:`LEVEL_BLOCK` levels of one game)."""
+
+
+def screen(games: ScreenGame, settings: GameSettings, movers):
+    """The movers' moves in a batch of ``games`` (leading axis N) after their first
+    admission pass (:func:`first_passes`), (N, P, L, K) each of settled, value and
+    bound, screened by blocks of :data:`LEVEL_BLOCK` levels.
+
+    First the moves to the lowest price of each block worth it (``games.worth``),
+    bounding every move in their blocks; then, level by level, the blocks whose bound
+    reaches the best known (``floor``, or a move settled at a block's lowest price). The
+    moves to the other blocks' levels come out unsettled and bounded by -inf: none of
+    them can reach the best. Both are a queue of work over the whole batch,
+    :data:`SCREEN_SLOTS` items a step (an item: a game's next :data:`LEVEL_BLOCK` block
+    ends, or one of its open blocks), so that no game waits for another and the first
+    passes are compiled once."""
+    count, blocks, width = games.floor.shape[0], _blocks(settings), LEVEL_BLOCK
+    slots = SCREEN_SLOTS
+    start = jnp.arange(blocks, dtype=jnp.int32) * width
+    last = jnp.minimum(start + width - 1, settings.price_levels - 1)
+    candidates = jax.vmap(
+        lambda worth: jnp.nonzero(worth, size=blocks + width, fill_value=blocks)[0]
+    )(games.worth).astype(jnp.int32)  # (N, blocks + width)
+    groups = -(-jnp.sum(games.worth, axis=1, dtype=jnp.int32) // width)  # (N,)
+    bounding_items = jnp.sum(groups)
+    bounding_steps = -(-bounding_items // slots)
+    # A spare game and a spare block take the writes of items that are none.
+    shape = (count + 1, movers.shape[0], _lines(settings))
+    settled = jnp.zeros((*shape, blocks + 1), bool)
+    bound = jnp.full(settled.shape, -jnp.inf, games.price_crb.dtype)
+    coarse = (settled, bound, bound)
+    fine = tuple(jnp.repeat(x, width, axis=3) for x in coarse)
+
+    def opened(coarse):
+        """(N, blocks) which blocks to screen level by level."""
+        settled, value, bound = (x[:count, ..., :blocks] for x in coarse)
+        known = jnp.where((last <= games.top[..., None, None]) & settled, value, -jnp.inf)
+        lower = jnp.maximum(jnp.max(known, axis=(2, 3)), games.floor)
+        reach = bound >= _below(lower)[..., None, None]
+        return games.worth & jnp.any(reach, axis=(1, 2))
+
+    def item_of(counts, item):
+        """(game, its item) of ``item`` in the list of every game's ``counts`` (N,)."""
+        ends = jnp.cumsum(counts)
+        game = jnp.searchsorted(ends, item, side="right").astype(jnp.int32)
+        return game, item - (ends - counts)[jnp.minimum(game, count - 1)]
+
+    def busy(carry):
+        step, coarse, _ = carry
+        return (step < bounding_steps) | (
+            step < bounding_steps + -(-jnp.sum(opened(coarse)) // slots)
+        )
+
+    def work(carry):
+        step, coarse, fine = carry
+        bounding = step < bounding_steps
+        item = jnp.where(bounding, step, step - bounding_steps) * slots + jnp.arange(slots)
+        # Bounding: a game's next `width` candidate blocks, at their lowest prices.
+        game, group = item_of(groups, item)
+        chosen = jax.vmap(
+            lambda g, k: jax.lax.dynamic_slice_in_dim(candidates[g], k * width, width)
+        )(jnp.minimum(game, count - 1), jnp.maximum(group, 0))  # (slots, width)
+        ends = jnp.minimum(chosen, blocks - 1)
+        # Screening: one open block of a game, level by level.
+        still = opened(coarse)
+        open_game, rank = item_of(jnp.sum(still, axis=1, dtype=jnp.int32), item)
+        order = jax.vmap(lambda g: jnp.nonzero(still[g], size=blocks, fill_value=blocks)[0])(
+            jnp.minimum(open_game, count - 1)
+        )
+        block = jnp.take_along_axis(order, jnp.clip(rank, 0, blocks - 1)[:, None], axis=1)[:, 0]
+        levels = block[:, None] * width + jnp.arange(width, dtype=jnp.int32)
+        game = jnp.where(bounding, game, open_game)  # `count` past the last item: the spare
+        on = jax.tree.map(lambda x: x[jnp.minimum(game, count - 1)], games)
+        settled, value, over_range, here_on = jax.vmap(
+            lambda one, at, high: tuple(x[movers] for x in first_passes(one, settings)(at, high))
+        )(
+            on,
+            jnp.where(bounding, last[ends], levels),
+            jnp.where(bounding, start[ends], levels),
+        )  # (slots, P, L, width)
+        into = lambda x, target, new: x.at[game[:, None], :, :, target].set(  # noqa: E731
+            jnp.moveaxis(new, 3, 1)
+        )
+        to = jnp.where(bounding, chosen, blocks)
+        coarse = tuple(
+            into(x, to, new) for x, new in zip(coarse, (settled, value, over_range), strict=True)
+        )
+        at = jnp.where(bounding, blocks, block)[:, None] * width + jnp.arange(width)
+        fine = tuple(
+            into(x, at, new) for x, new in zip(fine, (settled, value, here_on), strict=True)
+        )
+        return step + 1, coarse, fine
+
+    fine = jax.lax.while_loop(busy, work, (jnp.int32(0), coarse, fine))[2]
+    return tuple(x[:count, ..., : settings.price_levels] for x in fine)
+
+
+def _top(scenario, options, movers):
+    """(P,) each mover's last grid level, -1 for movers that do not play."""
+    servers = scenario.servers
+    plays = (servers.active & options.servers_play)[movers]
+    return jnp.where(plays, top_step(servers)[movers], -1)
+
+
+def _one(tree):
+    """A batch of one."""
+    return jax.tree.map(lambda x: x[None], tree)
+
+
+def _below(lower):
+    """What a move must reach to be kept: ``lower`` less the slack within which values
+    count as equal (:func:`~edgesplit.game.best_response.first_maximum`)."""
+    return lower - 1e-12 * jnp.maximum(jnp.abs(lower), 1.0)
 
 
 def best_on_grid(
@@ -146,7 +348,8 @@ def best_on_grid(
     """
     if not settings.price_levels:
         return _best_by_queue(scenario, options, settings, price_crb, price_rrb, movers, floor)
-    moves = open_moves(scenario, options, settings, price_crb, price_rrb, movers, floor)
+    game = screen_game(scenario, options, settings, price_crb, price_rrb, movers, floor)
+    moves = jax.tree.map(lambda x: x[0], open_moves(_one(game), settings, movers))
     return settle_open(scenario, options, settings, price_crb, price_rrb, movers, floor, moves)
 
 
@@ -161,22 +364,20 @@ class OpenMoves:
     count: jax.Array  # () int32, open moves
 
 
-def open_moves(scenario, options, settings, price_crb, price_rrb, movers, floor) -> OpenMoves:
-    """The moves :func:`screen` leaves open: not settled by their first pass, with a
-    bound at least the best known (or ``floor``)."""
-    servers = scenario.servers
-    plays = (servers.active & options.servers_play)[movers]
-    top = jnp.where(plays, top_step(servers)[movers], -1)
-    settled, value, bound = (
-        x[movers] for x in screen(scenario, options, settings, price_crb, price_rrb)
-    )  # (P, L, K)
-    valid = jnp.arange(settings.price_levels)[None, None, :] <= top[:, None, None]
-    known = jnp.where(valid & settled, value, -jnp.inf)
-    lower = jnp.maximum(jnp.max(known, axis=(1, 2)), floor)
-    slack = 1e-12 * jnp.maximum(jnp.abs(lower), 1.0)
-    still = (valid & ~settled & (bound >= (lower - slack)[:, None, None])).ravel()
-    order = jnp.nonzero(still, size=still.size, fill_value=still.size)[0].astype(jnp.int32)
-    return OpenMoves(known.ravel(), order, jnp.sum(still, dtype=jnp.int32))
+def open_moves(games: ScreenGame, settings: GameSettings, movers) -> OpenMoves:
+    """The moves :func:`screen` leaves open in each of a batch of ``games``: not settled by
+    their first pass, with a bound at least the best known (or ``floor``); leading axis
+    N."""
+
+    def left(top, floor, settled, value, bound):
+        valid = jnp.arange(settings.price_levels)[None, None, :] <= top[:, None, None]
+        known = jnp.where(valid & settled, value, -jnp.inf)
+        lower = jnp.maximum(jnp.max(known, axis=(1, 2)), floor)
+        still = (valid & ~settled & (bound >= _below(lower)[:, None, None])).ravel()
+        order = jnp.nonzero(still, size=still.size, fill_value=still.size)[0].astype(jnp.int32)
+        return OpenMoves(known.ravel(), order, jnp.sum(still, dtype=jnp.int32))
+
+    return jax.vmap(left)(games.top, games.floor, *screen(games, settings, movers))
 
 
 def settle_open(scenario, options, settings, price_crb, price_rrb, movers, floor, moves):
@@ -283,9 +484,10 @@ about as many open moves, so that none waits long for the others."""
 
 
 def batch_regret(scenarios, options, settings, price_crb, price_rrb, utility):
-    """:func:`server_regret` for a batch of games (leading axis). The games' open moves
-    are settled :data:`SETTLED_TOGETHER` at a time, ordered by how many they have: a
-    vmapped queue runs as long as its game with the most."""
+    """:func:`server_regret` for a batch of games (leading axis). The games' moves are
+    screened in one queue (:func:`screen`); their open moves are then settled
+    :data:`SETTLED_TOGETHER` games at a time, ordered by how many they have: a vmapped
+    queue runs as long as its game with the most."""
     num_servers = scenarios.servers.crb_hz.shape[-1]
     movers = jnp.arange(num_servers)
     if not settings.price_levels or not settings.grid_certificate:
@@ -293,9 +495,10 @@ def batch_regret(scenarios, options, settings, price_crb, price_rrb, utility):
             scenarios, options, price_crb=price_crb, price_rrb=price_rrb, utility=utility
         )
     games = (scenarios, options, price_crb, price_rrb, utility)
-    moves = jax.vmap(lambda sc, op, crb, rrb, u: open_moves(sc, op, settings, crb, rrb, movers, u))(
-        *games
-    )
+    screened = jax.vmap(
+        lambda sc, op, crb, rrb, here: screen_game(sc, op, settings, crb, rrb, movers, here)
+    )(*games)
+    moves = open_moves(screened, settings, movers)
     order = jnp.argsort(moves.count)
     take = lambda tree: jax.tree.map(lambda x: x[order], tree)  # noqa: E731
 
