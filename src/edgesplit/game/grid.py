@@ -81,7 +81,7 @@ class ScreenGame:
     price_rrb: jax.Array
     terms: OffloadTerms  # price-free
     here: ServerOffers  # (M, S) the devices' best offers at these prices, all blocks free
-    beats: jax.Array  # (M,) what an offer must beat to be bought: local and idle, less slack
+    alternative: jax.Array  # (M,) what an offer must beat to be bought: local and idle
     floor: jax.Array  # (P,) what a mover's move must reach
     top: jax.Array  # (P,) each mover's last grid level, -1 for movers that do not play
     worth: jax.Array  # (blocks,) blocks some mover's capacity is worth the floor in
@@ -98,12 +98,9 @@ def screen_game(scenario, options, settings, price_crb, price_rrb, movers, floor
             _blocks_of(servers, "rrbs"), terms=terms,
         ),
     )  # fmt: skip
-    # A device offloads only to an offer above its local option and above idling (0);
-    # the slack covers choose_offer's 1e-12 ties between offers.
     alternative = jnp.maximum(local_option(scenario, options)[0], 0.0)
-    beats = alternative - 1e-9 * jnp.maximum(jnp.abs(alternative), 1.0)
     return ScreenGame(
-        scenario, options, price_crb, price_rrb, terms, here, beats, floor,
+        scenario, options, price_crb, price_rrb, terms, here, alternative, floor,
         _top(scenario, options, movers),
         worth_blocks(scenario, options, settings, price_crb, price_rrb, movers, floor),
     )  # fmt: skip
@@ -134,9 +131,7 @@ def first_passes(game: ScreenGame, settings: GameSettings):
     first pass settled, plus the pending devices' largest such purchases, at most what
     it has left.
     """
-    scenario, options, terms, here, beats = (
-        game.scenario, game.options, game.terms, game.here, game.beats
-    )  # fmt: skip
+    scenario, options, terms, here = game.scenario, game.options, game.terms, game.here
     price_crb, price_rrb, servers = game.price_crb, game.price_rrb, game.scenario.servers
     kernel = offload_options(settings)
     all_crbs, all_rrbs = _blocks_of(servers, "crbs"), _blocks_of(servers, "rrbs")
@@ -148,13 +143,20 @@ def first_passes(game: ScreenGame, settings: GameSettings):
         moved_crb = price_crb.at[server].set(crb[server])
         moved_rrb = price_rrb.at[server].set(rrb[server])
         mine = (jnp.arange(servers.num_servers) == server)[None, :]
-        request = choose_offer(
-            scenario, options, jax.tree.map(lambda t, h: jnp.where(mine, t, h), offers, here)
-        )
+        mixed = jax.tree.map(lambda t, h: jnp.where(mine, t, h), offers, here)
+        request = choose_offer(scenario, options, mixed)
         first = admission_pass(
             scenario, moved_crb, moved_rrb, lambda *_: request, open_market(scenario)
         )
         value = server_sales(scenario, first.choice, moved_crb, moved_rrb)[0][server]
+        # A device offloads only to an offer within 1e-12 of its best (choose_offer) and
+        # above its local option and idling. At this price or a higher one its best offer
+        # is at most the best here (or its alternative), which bounds that slack.
+        best = jnp.max(mixed.utility, axis=1)  # -inf: no offer at all
+        scale = jnp.maximum(
+            jnp.abs(game.alternative), jnp.where(best > -jnp.inf, jnp.abs(best), 1.0)
+        )
+        beats = game.alternative - 2e-12 * jnp.maximum(scale, 1.0)
         usable = options.offload[:, server, :] & (table.utility[:, server, :] > beats[:, None])
 
         def most(crb_price, rrb_price, who, has_crbs, has_rrbs):
@@ -209,7 +211,8 @@ def worth_blocks(scenario, options, settings, price_crb, price_rrb, movers, floo
 
 
 SCREEN_SLOTS = 16
-"""Blocks :func:`screen` screens at once (each :data:`LEVEL_BLOCK` levels of one game)."""
+"""Items of work :func:`screen` does at once in a batch of as many games or more (each
+:data:`LEVEL_BLOCK` levels of one game)."""
 
 
 def screen(games: ScreenGame, settings: GameSettings, movers):
@@ -226,7 +229,7 @@ def screen(games: ScreenGame, settings: GameSettings, movers):
     ends, or one of its open blocks), so that no game waits for another and the first
     passes are compiled once."""
     count, blocks, width = games.floor.shape[0], _blocks(settings), LEVEL_BLOCK
-    slots = SCREEN_SLOTS
+    slots = min(SCREEN_SLOTS, count)  # a game alone (best_response's turns): one at a time
     start = jnp.arange(blocks, dtype=jnp.int32) * width
     last = jnp.minimum(start + width - 1, settings.price_levels - 1)
     candidates = jax.vmap(
