@@ -99,10 +99,10 @@ def screen_game(scenario, options, settings, price_crb, price_rrb, movers, floor
         ),
     )  # fmt: skip
     alternative = jnp.maximum(local_option(scenario, options)[0], 0.0)
+    top = _top(scenario, options, movers)
     return ScreenGame(
         scenario, options, price_crb, price_rrb, terms, here, alternative, floor,
-        _top(scenario, options, movers),
-        worth_blocks(scenario, options, settings, price_crb, price_rrb, movers, floor),
+        top, worth_blocks(scenario.servers, settings, price_crb, price_rrb, movers, floor, top),
     )  # fmt: skip
 
 
@@ -114,10 +114,10 @@ def _blocks_of(servers, kind: str):
 def first_passes(game: ScreenGame, settings: GameSettings):
     """``passes(levels, bounded_from)``: every server's move to each of ``levels`` (B,) on
     each line, the others at ``price_crb``/``price_rrb``, after its market's first
-    admission pass: whether that settled it, the mover's utility there if so, a bound on
-    its utility at every price from that of ``bounded_from`` (B,) down to that of
-    ``levels`` however the market settles, and a tighter bound at ``levels`` alone;
-    (S, L, B) each.
+    admission pass: whether that settled it, the mover's utility there if so, and a
+    bound on its utility at every price from that of ``bounded_from`` (B, <= levels)
+    down to that of ``levels``, however the market settles; (S, L, B) each. Where
+    ``bounded_from`` is ``levels``, the bound is at that price alone, and tighter.
 
     With every server's blocks all free, the devices' options at a server depend only
     on that server's prices: one table of options per level serves every server's move
@@ -159,20 +159,20 @@ def first_passes(game: ScreenGame, settings: GameSettings):
         beats = game.alternative - 2e-12 * jnp.maximum(scale, 1.0)
         usable = options.offload[:, server, :] & (table.utility[:, server, :] > beats[:, None])
 
-        def most(crb_price, rrb_price, who, has_crbs, has_rrbs):
-            """What ``who`` (M,) can pay at these prices' margins, and the blocks left."""
-            margin_crb = jnp.maximum(crb_price[server] - servers.cost_crb[server], 0.0)
-            margin_rrb = jnp.maximum(rrb_price[server] - servers.cost_rrb[server], 0.0)
-            pays = table.crbs[:, server, :] * margin_crb + table.rrbs[:, server, :] * margin_rrb
-            demand = jnp.sum(jnp.max(jnp.where(usable & who[:, None], pays, 0.0), axis=1))
-            return jnp.minimum(demand, has_crbs * margin_crb + has_rrbs * margin_rrb)
-
-        everyone = jnp.ones_like(first.settled)
-        over_range = most(high_crb, high_rrb, everyone, all_crbs[server], all_rrbs[server])
-        pending = ~first.settled
-        left_crbs, left_rrbs = first.crbs_left[server], first.rrbs_left[server]
-        here_on = value + most(moved_crb, moved_rrb, pending, left_crbs, left_rrbs)
-        return ~admitting(scenario, first), value, over_range, here_on
+        # From one price to itself the first pass is known: what it settled, plus what
+        # the devices still pending could buy of what is left; over a range of prices,
+        # what every device could buy of all the blocks.
+        alone = (high_crb[server] == crb[server]) & (high_rrb[server] == rrb[server])
+        margin_crb = jnp.maximum(high_crb[server] - servers.cost_crb[server], 0.0)
+        margin_rrb = jnp.maximum(high_rrb[server] - servers.cost_rrb[server], 0.0)
+        pays = table.crbs[:, server, :] * margin_crb + table.rrbs[:, server, :] * margin_rrb
+        buyers = usable & jnp.where(alone, ~first.settled, True)[:, None]
+        demand = jnp.sum(jnp.max(jnp.where(buyers, pays, 0.0), axis=1))
+        has_crbs = jnp.where(alone, first.crbs_left[server], all_crbs[server])
+        has_rrbs = jnp.where(alone, first.rrbs_left[server], all_rrbs[server])
+        capacity = has_crbs * margin_crb + has_rrbs * margin_rrb
+        bound = jnp.where(alone, value, 0.0) + jnp.minimum(demand, capacity)
+        return ~admitting(scenario, first), value, bound
 
     def passes(levels, bounded_from):
         crb, rrb = move_prices(servers, settings, price_crb, price_rrb, levels)  # (L, B, S)
@@ -195,17 +195,15 @@ def first_passes(game: ScreenGame, settings: GameSettings):
     return passes
 
 
-def worth_blocks(scenario, options, settings, price_crb, price_rrb, movers, floor):
+def worth_blocks(servers, settings, price_crb, price_rrb, movers, floor, top):
     """(blocks,) the blocks of levels in which some mover's capacity is worth at least
     ``floor`` at the block's highest price: only there can a move beat it. No market is
-    needed."""
-    servers = scenario.servers
+    needed; ``top`` (P,) is each mover's last level."""
     start = jnp.arange(_blocks(settings), dtype=jnp.int32) * LEVEL_BLOCK
     crb, rrb = move_prices(servers, settings, price_crb, price_rrb, start)  # (L, blocks, S)
     margin_crb = jnp.maximum(crb - servers.cost_crb, 0.0)
     margin_rrb = jnp.maximum(rrb - servers.cost_rrb, 0.0)
     capacity = _blocks_of(servers, "crbs") * margin_crb + _blocks_of(servers, "rrbs") * margin_rrb
-    top = _top(scenario, options, movers)
     reach = (start[:, None] <= top) & (capacity[..., movers] >= _below(floor))
     return jnp.any(reach, axis=(0, 2))
 
@@ -285,7 +283,7 @@ def screen(games: ScreenGame, settings: GameSettings, movers):
         levels = block[:, None] * width + jnp.arange(width, dtype=jnp.int32)
         game = jnp.where(bounding, game, open_game)  # `count` past the last item: the spare
         on = jax.tree.map(lambda x: x[jnp.minimum(game, count - 1)], games)
-        settled, value, over_range, here_on = jax.vmap(
+        settled, value, bound = jax.vmap(
             lambda one, at, high: tuple(x[movers] for x in first_passes(one, settings)(at, high))
         )(
             on,
@@ -297,12 +295,10 @@ def screen(games: ScreenGame, settings: GameSettings, movers):
         )
         to = jnp.where(bounding, chosen, blocks)
         coarse = tuple(
-            into(x, to, new) for x, new in zip(coarse, (settled, value, over_range), strict=True)
+            into(x, to, new) for x, new in zip(coarse, (settled, value, bound), strict=True)
         )
         at = jnp.where(bounding, blocks, block)[:, None] * width + jnp.arange(width)
-        fine = tuple(
-            into(x, at, new) for x, new in zip(fine, (settled, value, here_on), strict=True)
-        )
+        fine = tuple(into(x, at, new) for x, new in zip(fine, (settled, value, bound), strict=True))
         return step + 1, coarse, fine
 
     fine = jax.lax.while_loop(busy, work, (jnp.int32(0), coarse, fine))[2]
