@@ -12,7 +12,7 @@ import edgesplit
 from conftest import tiny_problem
 from edgesplit import reference
 from edgesplit.config import GameSettings
-from edgesplit.game import grid
+from edgesplit.game import grid, leaders
 from edgesplit.game.solve import solve, solve_at_prices
 from edgesplit.io.analysis import summary_table
 from edgesplit.io.scenario_file import parse_scenario
@@ -151,6 +151,31 @@ def test_enumerate_finds_the_reference_equilibria(rng):
     assert 0 in statuses and 4 in statuses, statuses
 
 
+def test_every_profile_utility_equals_the_reference(rng):
+    """Each server's utility at every profile of the enumerated grid, whether its market
+    settled in the first pass from the tables of offers or was settled in full, equals
+    the reference's market there; games where capacities bind have both kinds. Every
+    other game has RRBs or CRBs to spare, so that each kind binds alone too."""
+    settings = GameSettings(leader="enumerate", price_levels=18)
+    utilities = jax.jit(leaders.profile_utilities, static_argnums=2)
+    kinds = set()
+    for case in range(9):
+        problem = tiny_problem(rng, num_devices=5, price_step=(0.25, 0.5), max_price=(2.0, 4.0))
+        for server in problem["servers"]:
+            server.update({1: {"rrbs": 12}, 2: {"crbs": 12}}.get(case % 3, {}))
+        _, scenario = padded(problem)
+        scheme = SCHEMES[case % 3]
+        got, settled = utilities(scenario, scheme_options(scenario, jnp.int32(scheme)), settings)
+        got, settled = np.asarray(got).reshape(18, 18, 2), np.asarray(settled).reshape(18, 18)
+        for profile in reference.all_profiles(problem):
+            expected = reference.server_utilities_at(problem, [[k, k] for k in profile], scheme)
+            np.testing.assert_allclose(
+                got[profile], expected[0], rtol=1e-9, atol=1e-12, err_msg=f"{case} {profile}"
+            )
+            kinds.add(bool(settled[profile]))
+    assert kinds == {True, False}, kinds
+
+
 def reference_states(problem, scheme, leader, rounds):
     """The prices after each of the first ``rounds`` rounds, by replaying the reference
     game with ever larger round limits."""
@@ -200,7 +225,7 @@ def test_a_cycle_reports_its_length_and_mean_utilities(rng, leader):
     assert cycles >= 2, cycles
 
 
-@pytest.mark.parametrize("leader", ["local", "best_response"])
+@pytest.mark.parametrize("leader", ["local", "best_response", "enumerate"])
 def test_a_batch_certifies_each_game_as_solve_does(rng, leader):
     """solve_batch (the sweeps' path: the game queue, or a few games at a time) against
     solve, game by game; each game's certificate from its own regrets."""

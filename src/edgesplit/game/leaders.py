@@ -17,12 +17,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
 
 from edgesplit.config import GameSettings
+from edgesplit.game.admission import open_market
 from edgesplit.game.algorithm1 import (
     RUNNING,
     GameState,
@@ -32,9 +34,10 @@ from edgesplit.game.algorithm1 import (
     turn_movers,
     turns_per_round,
 )
+from edgesplit.game.best_response import IDLE, best_splits, choose_offer, offload_terms
 from edgesplit.game.fast_forward import state_after_descent
 from edgesplit.game.grid import best_on_grid
-from edgesplit.game.market import markets_at
+from edgesplit.game.market import markets_at, offload_options, server_sales
 from edgesplit.game.market_queue import fold_markets
 from edgesplit.game.prices import prices_at, top_step
 from edgesplit.model.scenario import Scenario
@@ -70,9 +73,7 @@ def play_leader(scenario: Scenario, options: Options, settings: GameSettings) ->
         return Outcome.of_game(play(scenario, options, settings))
     if settings.leader == "best_response":
         return Outcome.of_game(play_best_response(scenario, options, settings))
-    steps, status, equilibria = enumerate_profiles(scenario, options, settings)
-    zero = jnp.int32(0)
-    return Outcome(steps, zero, status, zero, equilibria, steps[None])
+    return enumerate_profiles(scenario, options, settings)
 
 
 def best_response_turn(scenario: Scenario, options: Options, settings: GameSettings, steps, turn):
@@ -145,30 +146,88 @@ def cycle_means(
     return devices / states, servers / states
 
 
-def enumerate_profiles(scenario: Scenario, options: Options, settings: GameSettings):
-    """The ``enumerate`` rule: (steps (S, 2) of the outcome, its status, the number of
-    equilibria). ``settings.price_levels`` (K, static) bounds every server's grid."""
-    servers = scenario.servers
-    num_servers, levels = servers.num_servers, settings.price_levels
-    count = levels**num_servers
+def _profiles(servers, levels: int):
+    """``(count, top, profile)``: the number of profiles of ``levels`` levels, each
+    server's last level (S,), and ``profile(index)``, each server's level (S,) at profile
+    ``index`` (server 0's level slowest)."""
+    place = levels ** jnp.arange(servers.num_servers - 1, -1, -1)
     top = jnp.where(servers.active, top_step(servers), 0)
-    place = levels ** jnp.arange(num_servers - 1, -1, -1)  # server 0's level slowest
+    return levels**servers.num_servers, top, lambda index: (index // place) % levels
 
-    def profile(index):
-        return (index // place) % levels  # (S,) each server's level
 
-    def prices_of(index):
-        level = jnp.minimum(profile(index), top)
+PROFILE_SLOTS = 128
+"""Markets under way at once in a game's queue of the profiles its first passes leave
+unsettled (thousands of them in a game where capacities bind)."""
+
+
+def profile_utilities(scenario: Scenario, options: Options, settings: GameSettings):
+    """(K^S, S) each server's utility (eq. 11) at every profile of grid levels (as
+    :func:`_profiles` numbers them, a level past a server's last at its last), and (K^S,)
+    which were known from their market's first admission pass; zeros, all known, where
+    no server plays.
+
+    With every block free, a device's options at a server depend only on that server's
+    prices, so one table of the devices' best offers per level serves every profile's
+    first pass, a choice among its servers' entries. Where every server can take all
+    that is asked of it, the market is settled there. The other profiles' markets are
+    settled in full, on :data:`PROFILE_SLOTS` slots of
+    :func:`~edgesplit.game.market_queue.fold_markets`, their first pass from the tables.
+    """
+    servers = scenario.servers
+    levels = settings.price_levels
+    count, top, profile = _profiles(servers, levels)
+    free = open_market(scenario)
+    terms, kernel = offload_terms(scenario), offload_options(settings)
+
+    def prices_of(level):  # (S,) each server's level
+        level = jnp.minimum(level, top)
         return prices_at(servers, jnp.stack([level, level], axis=1))
 
-    def record(utility, indices, _, settled_utility, settled):
-        return utility.at[jnp.where(settled, indices, count)].set(settled_utility, mode="drop")
+    every_server_at = jnp.broadcast_to(jnp.arange(levels)[:, None], (levels, servers.num_servers))
+    offers = jax.vmap(
+        lambda crb, rrb: best_splits(
+            options, kernel(scenario, crb, rrb, free.crbs_left, free.rrbs_left, terms=terms)
+        )
+    )(*jax.vmap(prices_of)(every_server_at))  # (K, M, S)
+
+    def request_at(index):
+        at = (profile(index), slice(None), jnp.arange(servers.num_servers))
+        return choose_offer(scenario, options, jax.tree.map(lambda x: x[at].T, offers))
+
+    def first_pass(index):
+        request = request_at(index)
+        asks = ~free.settled & (request.server != IDLE)  # padding stays idle
+        request = dataclasses.replace(request, server=jnp.where(asks, request.server, IDLE))
+        utility, crbs, rrbs = server_sales(scenario, request, *prices_of(profile(index)))
+        return jnp.all((crbs <= free.crbs_left) & (rrbs <= free.rrbs_left)), utility
 
     plays = jnp.any(servers.active) & options.servers_play
+    settled, first = jax.lax.map(first_pass, jnp.arange(count), batch_size=levels)
+    known = ~plays | settled
+    order = jnp.nonzero(~known, size=count, fill_value=count)[0].astype(jnp.int32)
+
+    def record(utility, indices, _, market_utility, settled):
+        index = order[jnp.minimum(indices, count - 1)]
+        return utility.at[jnp.where(settled, index, count)].set(market_utility, mode="drop")
+
     utility = fold_markets(
-        scenario, options, settings, jnp.where(plays, count, 0), prices_of, record,
-        jnp.zeros((count, num_servers), servers.crb_hz.dtype),
+        scenario, options, settings, jnp.sum(~known, dtype=jnp.int32),
+        lambda index: prices_of(profile(order[index])), record,
+        jnp.where(plays & settled[:, None], first, 0.0),
+        slots=PROFILE_SLOTS, first_request=lambda index: request_at(order[index]),
     )  # fmt: skip
+    return utility, known
+
+
+def enumerate_profiles(scenario: Scenario, options: Options, settings: GameSettings) -> Outcome:
+    """The ``enumerate`` rule's :class:`Outcome`, from each server's utility at every
+    profile (:func:`profile_utilities`). ``settings.price_levels`` (K, static) bounds
+    every server's grid."""
+    servers = scenario.servers
+    num_servers, levels = servers.num_servers, settings.price_levels
+    count, top, profile = _profiles(servers, levels)
+    plays = jnp.any(servers.active) & options.servers_play
+    utility, _ = profile_utilities(scenario, options, settings)
     grid = utility.reshape((levels,) * num_servers + (num_servers,))
     level = jnp.arange(levels)
     regrets = []
@@ -191,4 +250,7 @@ def enumerate_profiles(scenario: Scenario, options: Options, settings: GameSetti
     level = jnp.where(plays, profile(chosen), 0)
     status = jnp.where(plays & (found == 0), Status.NO_EQUILIBRIUM, Status.CONVERGED)
     steps = jnp.stack([level, level], axis=1).astype(jnp.int32)
-    return steps, status.astype(jnp.int32), jnp.where(plays, found, 1)
+    zero = jnp.int32(0)
+    return Outcome(
+        steps, zero, status.astype(jnp.int32), zero, jnp.where(plays, found, 1), steps[None]
+    )

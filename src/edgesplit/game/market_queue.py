@@ -38,6 +38,7 @@ def fold_markets(
     record,
     initial,
     slots: int | None = None,
+    first_request=None,
 ):
     """Settle markets 0 .. ``count`` - 1 and fold each server's utility (eq. 11) in each
     into an accumulator.
@@ -47,7 +48,10 @@ def fold_markets(
     ``indices`` (slots,), with the devices' choices there (leaves (slots, M)) and each
     server's utility (slots, S), where ``settled`` (slots,) holds, and returns the new
     accumulator. Markets settle in an order that depends only on the scenario,
-    so ``record`` sees the same sequence every time.
+    so ``record`` sees the same sequence every time. ``first_request(index)``, where
+    given, is the devices' best response (a :class:`~edgesplit.game.best_response.Choice`)
+    in market ``index`` with every block free: its first admission pass is then made in
+    the step that takes the market, beside its second.
     """
     slots = MARKET_SLOTS if slots is None else slots
     terms = offload_terms(scenario)  # price-free: once for every market
@@ -75,6 +79,12 @@ def fold_markets(
         opened = jax.tree.map(
             lambda x: jnp.broadcast_to(x, (slots, *x.shape)), open_market(scenario)
         )
+        if first_request is not None:
+            opened = jax.vmap(
+                lambda crb, rrb, request, admission: admission_pass(
+                    scenario, crb, rrb, lambda *_: request, admission
+                )
+            )(new_crb, new_rrb, jax.vmap(first_request)(jnp.minimum(market, count - 1)), opened)
         admission = jax.tree.map(
             lambda new, old: jnp.where(fresh.reshape(-1, *(1,) * (new.ndim - 1)), new, old),
             opened,

@@ -49,9 +49,11 @@ from edgesplit.model.scenario import Scenario
 from edgesplit.model.schemes import Options, scheme_options
 
 GAMES_AT_ONCE = 8
-"""Games of the ``best_response`` and ``enumerate`` rules vmapped together in a batch: a
-few, since a vmapped game runs as long as the longest of those beside it, and an
-enumerating game holds every price profile's utilities."""
+"""Games of the ``best_response`` rule vmapped together in a batch: a few, since a
+vmapped game runs as long as the longest of those beside it. The ``enumerate`` rule
+plays one game at a time: its games' unsettled profiles number from hundreds to tens of
+thousands, and each game's own queue is wide enough
+(:data:`~edgesplit.game.leaders.PROFILE_SLOTS`)."""
 
 
 @partial(jax.jit, static_argnames=("settings", "lanes"))
@@ -74,11 +76,12 @@ def solve_batch(
     moves together (:func:`~edgesplit.game.grid.batch_regret`).
 
     Jit-compiled with ``settings`` and ``lanes`` static; lanes change the speed, never
-    the results. The other leader rules (``settings.leader``) play their games
-    :data:`GAMES_AT_ONCE` at a time, without a queue."""
+    the results. The other leader rules (``settings.leader``) play their games without
+    a queue, :data:`GAMES_AT_ONCE` at a time (``enumerate``: one at a time)."""
     if settings.leader != "local":
+        together = GAMES_AT_ONCE if settings.leader == "best_response" else 1
         return jax.lax.map(
-            lambda scenario: solve(scenario, scheme, settings), scenarios, batch_size=GAMES_AT_ONCE
+            lambda scenario: solve(scenario, scheme, settings), scenarios, batch_size=together
         )
     scheme = jnp.asarray(scheme, jnp.int32)
     options = jax.vmap(lambda scenario: scheme_options(scenario, scheme))(scenarios)
