@@ -8,7 +8,8 @@
   is. Algorithm 1's stop rule: converged when a round moves no price, then every
   server's regret is at most ``min_gain``, a pure equilibrium on the grid; a cycle when
   the prices return to an earlier state; or the round limit.
-* ``enumerate``: every profile of grid prices, one market each. A profile is an
+* ``enumerate``: every profile of grid prices, one market each (settled from tables of
+  offers where they can, :func:`profile_utilities`). A profile is an
   equilibrium when no server gains more than ``min_gain`` by moving to another price of
   its grid. The outcome is the equilibrium of largest total server utility (ties: the
   first, server 0's level slowest, highest prices first), status converged; with none,
