@@ -100,6 +100,42 @@ def test_the_screen_skips_blocks_and_the_regret_stays_exact(rng):
     assert skipped > 0 and screened > 0, (skipped, screened)
 
 
+def test_the_offer_table_gives_each_servers_best_move_as_the_reference(rng):
+    """At random grid prices where capacities bind: every server's best move found from
+    the game's table of offers (as best_response's turns find it: first passes from the
+    table, the rest settled highest bound first) gains what the reference's loops over
+    the grid say, and what the screen finds."""
+    settings = GameSettings(leader="best_response", price_levels=LEVELS)
+    movers = jnp.arange(2)
+    table_of = jax.jit(grid.offer_table, static_argnums=2)
+    best_of = jax.jit(
+        lambda scenario, options, table, levels, floor: grid.best_on_table(
+            scenario, options, settings, table, levels, movers, floor
+        )[0]
+    )
+    regrets = []
+    for case in range(120):  # in a few, the best move is one settled in full
+        problem = problem_with_grids(rng)
+        _, scenario = padded(problem)
+        scheme = SCHEMES[case % 3]
+        options = scheme_options(scenario, jnp.int32(scheme))
+        top = [int(np.ceil(s["max_price"] / s["price_step"])) for s in problem["servers"]]
+        levels = [int(rng.integers(0, t + 1)) for t in top]
+        prices = reference.prices_at(problem, [[k, k] for k in levels])
+        at = solve_at_prices(scenario, scheme, *prices, settings)
+        best = best_of(
+            scenario, options, table_of(scenario, options, settings),
+            jnp.asarray(levels, jnp.int32), at.server_utility,
+        )  # fmt: skip
+        got = np.maximum(np.asarray(best) - np.asarray(at.server_utility), 0.0)
+        expected = reference.server_regret(problem, *prices, scheme)
+        where = f"case {case}, levels {levels}"
+        np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-12, err_msg=where)
+        np.testing.assert_allclose(at.server_regret, got, rtol=1e-12, atol=1e-12, err_msg=where)
+        regrets.append(max(expected))
+    assert sum(r > 1e-4 for r in regrets) >= 4, regrets
+
+
 def test_user_only_servers_have_no_regret(rng):
     _, scenario = padded(tiny_problem(rng))
     got = solve(scenario, reference.USER_ONLY)

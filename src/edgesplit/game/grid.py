@@ -13,10 +13,15 @@ so the best found, and the regret, are lower bounds.
 With the number of levels known (``GameSettings.price_levels``, which the sweep and
 scenario files fit), the moves are screened (:func:`screen`): blocks of levels whose
 bound cannot beat what is known are skipped, a move its market's first admission pass
-settles is known, and only the others that may be best are settled in full. Otherwise
-every move is settled, the number of levels then traced (it follows max_price / Δ).
-Either way the markets are settled a few at a time per scenario
+settles is known, and only the others that may be best are settled in full, highest
+bound first, each passed over once the best found is above its bound. Otherwise every
+move is settled, the number of levels then traced (it follows max_price / Δ). Either
+way the markets are settled a few at a time per scenario
 (:mod:`edgesplit.game.market_queue`), none stored.
+
+A game that searches its grid again and again (the ``best_response`` rule) makes one
+table of offers per level instead (:func:`offer_table`, which ``enumerate`` uses too):
+every move's first pass is then a choice among its entries (:func:`best_on_table`).
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ from edgesplit.game.best_response import (
 )
 from edgesplit.game.market import offload_options, server_sales
 from edgesplit.game.market_queue import fold_markets
-from edgesplit.game.prices import top_step
+from edgesplit.game.prices import prices_at, top_step
 from edgesplit.model.scenario import Scenario
 from edgesplit.model.schemes import Options
 
@@ -356,11 +361,19 @@ def best_on_grid(
 @dataclass(frozen=True)
 class OpenMoves:
     """The screened moves of :func:`best_on_grid`: the utility of those known, and the
-    others that may still be best, in order."""
+    others that may still be best, highest bound first."""
 
     known: jax.Array  # (P·L·K,) the mover's utility where the first pass settled, else -inf
-    order: jax.Array  # (P·L·K,) int32, the open moves' indices first, then P·L·K
+    bound: jax.Array  # (P·L·K,) at least the mover's utility, however the market settles
+    order: jax.Array  # (P·L·K,) int32, the open moves' indices first, then the others
     count: jax.Array  # () int32, open moves
+
+    @classmethod
+    def of(cls, known, bound, still) -> OpenMoves:
+        """From each move's ``known`` utility, its ``bound`` and whether it is ``still``
+        open, (P·L·K,) each."""
+        order = jnp.argsort(jnp.where(still, -bound, jnp.inf), stable=True).astype(jnp.int32)
+        return cls(known, bound, order, jnp.sum(still, dtype=jnp.int32))
 
 
 def open_moves(games: ScreenGame, settings: GameSettings, movers) -> OpenMoves:
@@ -372,29 +385,42 @@ def open_moves(games: ScreenGame, settings: GameSettings, movers) -> OpenMoves:
         valid = jnp.arange(settings.price_levels)[None, None, :] <= top[:, None, None]
         known = jnp.where(valid & settled, value, -jnp.inf)
         lower = jnp.maximum(jnp.max(known, axis=(1, 2)), floor)
-        still = (valid & ~settled & (bound >= _below(lower)[:, None, None])).ravel()
-        order = jnp.nonzero(still, size=still.size, fill_value=still.size)[0].astype(jnp.int32)
-        return OpenMoves(known.ravel(), order, jnp.sum(still, dtype=jnp.int32))
+        still = valid & ~settled & (bound >= _below(lower)[:, None, None])
+        return OpenMoves.of(known.ravel(), bound.ravel(), still.ravel())
 
     return jax.vmap(left)(games.top, games.floor, *screen(games, settings, movers))
 
 
-def settle_open(scenario, options, settings, price_crb, price_rrb, movers, floor, moves):
+def settle_open(
+    scenario, options, settings, price_crb, price_rrb, movers, floor, moves, first_request=None
+):
     """:func:`best_on_grid` from its :class:`OpenMoves`: the open moves' markets settled
-    on the slots of :func:`~edgesplit.game.market_queue.fold_markets`."""
+    on the slots of :func:`~edgesplit.game.market_queue.fold_markets`, their first
+    admission pass from ``first_request(mover, level)`` where given."""
     servers = scenario.servers
     lines, levels = _lines(settings), settings.price_levels
     size = moves.order.shape[0]
 
-    def prices_of(index):
+    def move_of(index):
         move = moves.order[index]
-        mover, line, level = move // (lines * levels), (move // levels) % lines, move % levels
+        return move // (lines * levels), (move // levels) % lines, move % levels
+
+    def prices_of(index):
+        mover, line, level = move_of(index)
         crb, rrb = move_prices(servers, settings, price_crb, price_rrb, level[None])
         server = movers[mover]
         return (
             price_crb.at[server].set(crb[line, 0, server]),
             price_rrb.at[server].set(rrb[line, 0, server]),
         )
+
+    lower = jnp.maximum(jnp.max(moves.known.reshape(movers.shape[0], -1), axis=1), floor)
+
+    def wanted(index, found):
+        """Whether open move ``index`` may still beat its mover's best found so far."""
+        mover = move_of(index)[0]
+        best = jnp.maximum(lower[mover], jnp.max(found.reshape(movers.shape[0], -1)[mover]))
+        return moves.bound[moves.order[index]] >= _below(best)
 
     def record(found, indices, _, utility, settled_now):
         move = moves.order[jnp.minimum(indices, size - 1)]
@@ -409,6 +435,10 @@ def settle_open(scenario, options, settings, price_crb, price_rrb, movers, floor
         prices_of,
         record,
         jnp.full_like(moves.known, -jnp.inf),
+        first_request=None
+        if first_request is None
+        else lambda index: first_request(*(move_of(index)[i] for i in (0, 2))),
+        wanted=wanted,
     )
     values = jnp.maximum(moves.known, found).reshape(movers.shape[0], -1)
     index, best = first_maximum(values)
@@ -461,6 +491,102 @@ def _best_by_queue(scenario, options, settings, price_crb, price_rrb, movers, fl
     return jnp.where(reaches, best, floor), jnp.where(reaches, level, 0).astype(jnp.int32)
 
 
+@jax.tree_util.register_dataclass
+@dataclass(frozen=True)
+class OfferTable:
+    """Each device's best offer from each server with every server at each grid level
+    (a level past a server's last at its last) and every block free; joint prices."""
+
+    offers: ServerOffers  # (K, M, S)
+    most_paid: jax.Array  # (K, M, S) the most a device could pay the server there, at its margins
+    price: jax.Array  # (K, S) each server's price at each level
+
+
+def offer_table(scenario: Scenario, options: Options, settings: GameSettings) -> OfferTable:
+    """The :class:`OfferTable` of ``settings.price_levels`` levels (joint prices).
+
+    With every block free, a device's options at a server depend only on that server's
+    price, so these tables give every market's first admission pass on the grid, the
+    others' prices held or not. ``most_paid`` bounds what a device still pending after
+    that pass can pay the server at that price, however the market settles: a purchase
+    at what is left is at most as many blocks of the same split, and of a split whose
+    utility with every block free beats running locally and idling (to within 1e-9,
+    far wider than the 1e-12 within which offers count as equal)."""
+    servers = scenario.servers
+    top = jnp.where(servers.active, top_step(servers), 0)
+    level = jnp.minimum(jnp.arange(settings.price_levels)[:, None], top)  # (K, S)
+    price, _ = jax.vmap(lambda at: prices_at(servers, jnp.stack([at, at], axis=1)))(level)
+    free = open_market(scenario)
+    terms, kernel = offload_terms(scenario), offload_options(settings)
+    alternative = jnp.maximum(local_option(scenario, options)[0], 0.0)[:, None, None]
+
+    def at_level(price):
+        table = kernel(scenario, price, price, free.crbs_left, free.rrbs_left, terms=terms)
+        slack = 1e-9 * jnp.maximum(jnp.maximum(jnp.abs(table.utility), alternative), 1.0)
+        usable = options.offload & (table.utility > alternative - slack)
+        margin_crb = jnp.maximum(price - servers.cost_crb, 0.0)[None, :, None]
+        margin_rrb = jnp.maximum(price - servers.cost_rrb, 0.0)[None, :, None]
+        pays = table.crbs * margin_crb + table.rrbs * margin_rrb
+        return best_splits(options, table), jnp.max(jnp.where(usable, pays, 0.0), axis=2)
+
+    offers, most_paid = jax.vmap(at_level)(price)
+    return OfferTable(offers, most_paid, price)
+
+
+def offers_at(table: OfferTable, levels):
+    """(M, S) each device's offers with each server at its level ``levels`` (S,)."""
+    at = (levels, slice(None), jnp.arange(levels.shape[0]))
+    return jax.tree.map(lambda x: x[at].T, table.offers)
+
+
+def best_on_table(
+    scenario: Scenario, options: Options, settings: GameSettings, table: OfferTable, levels,
+    movers, floor,
+):  # fmt: skip
+    """:func:`best_on_grid` with joint prices, every server at its grid level ``levels``
+    (S,), from the game's :class:`OfferTable`: every move's first admission pass is a
+    choice among table entries, which settles it or bounds it (what it settled, plus
+    what the devices still pending could pay, at most what is left); only the moves
+    that may still be best are settled in full, their first pass from the table."""
+    servers = scenario.servers
+    columns = jnp.arange(servers.num_servers)
+    price = table.price[levels, columns]
+    here = offers_at(table, levels)
+    free = open_market(scenario)
+
+    def move(mover, level):
+        """The prices and the devices' request with server ``movers[mover]`` at ``level``."""
+        server = movers[mover]
+        mine = (columns == server)[None, :]
+        mixed = jax.tree.map(lambda t, h: jnp.where(mine, t[level], h), table.offers, here)
+        moved = price.at[server].set(table.price[level, server])
+        return server, moved, choose_offer(scenario, options, mixed)
+
+    def first_pass(mover, level):
+        server, moved, request = move(mover, level)
+        first = admission_pass(scenario, moved, moved, lambda *_: request, free)
+        value = server_sales(scenario, first.choice, moved, moved)[0][server]
+        margin_crb = jnp.maximum(moved[server] - servers.cost_crb[server], 0.0)
+        margin_rrb = jnp.maximum(moved[server] - servers.cost_rrb[server], 0.0)
+        demand = jnp.sum(jnp.where(first.settled, 0.0, table.most_paid[level, :, server]))
+        left = first.crbs_left[server] * margin_crb + first.rrbs_left[server] * margin_rrb
+        return ~admitting(scenario, first), value, value + jnp.minimum(demand, left)
+
+    every = jnp.arange(settings.price_levels)
+    settled, value, bound = jax.vmap(
+        lambda mover: jax.vmap(lambda level: first_pass(mover, level))(every)
+    )(jnp.arange(movers.shape[0]))  # (P, K)
+    valid = every[None, :] <= _top(scenario, options, movers)[:, None]
+    known = jnp.where(valid & settled, value, -jnp.inf)
+    lower = jnp.maximum(jnp.max(known, axis=1), floor)
+    still = valid & ~settled & (bound >= _below(lower)[:, None])
+    moves = OpenMoves.of(known.ravel(), bound.ravel(), still.ravel())
+    return settle_open(
+        scenario, options, settings, price, price, movers, floor, moves,
+        first_request=lambda mover, level: move(mover, level)[2],
+    )  # fmt: skip
+
+
 def server_regret(
     scenario: Scenario, options: Options, settings: GameSettings, price_crb, price_rrb, utility
 ):
@@ -470,10 +596,27 @@ def server_regret(
     without ``settings.grid_certificate``."""
     if not settings.grid_certificate:
         return jnp.full_like(utility, jnp.nan)
-    servers = scenario.servers
-    movers = jnp.arange(servers.num_servers)
+    movers = jnp.arange(scenario.servers.num_servers)
     best, _ = best_on_grid(scenario, options, settings, price_crb, price_rrb, movers, utility)
-    plays = servers.active & options.servers_play
+    return _regret(scenario, options, best, utility)
+
+
+def regret_on_table(
+    scenario: Scenario, options: Options, settings: GameSettings, table: OfferTable, levels,
+    utility,
+):  # fmt: skip
+    """:func:`server_regret` with every server at its grid level ``levels`` (S,), from the
+    game's :class:`OfferTable` (:func:`best_on_table`)."""
+    if not settings.grid_certificate:
+        return jnp.full_like(utility, jnp.nan)
+    movers = jnp.arange(scenario.servers.num_servers)
+    best, _ = best_on_table(scenario, options, settings, table, levels, movers, utility)
+    return _regret(scenario, options, best, utility)
+
+
+def _regret(scenario, options, best, utility):
+    """(S,) each server's gain from its ``best`` move, 0 for servers that do not play."""
+    plays = scenario.servers.active & options.servers_play
     return jnp.where(plays, jnp.maximum(best - utility, 0.0), 0.0)
 
 

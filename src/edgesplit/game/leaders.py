@@ -5,11 +5,15 @@
   before it when ``"sequential"``) moves to its best price on its whole grid against the
   others' current prices (:func:`~edgesplit.game.grid.best_on_grid`; among equally good
   prices the highest), if that gains more than ``min_gain`` over its utility where it
-  is. Algorithm 1's stop rule: converged when a round moves no price, then every
+  is. With ``settings.price_levels`` set, :func:`~edgesplit.game.solve.solve` makes the
+  game's table of offers per level once (:func:`~edgesplit.game.grid.offer_table`), and
+  every turn's moves and the final regrets are found from it
+  (:func:`~edgesplit.game.grid.best_on_table`), to the same result.
+  Algorithm 1's stop rule: converged when a round moves no price, then every
   server's regret is at most ``min_gain``, a pure equilibrium on the grid; a cycle when
   the prices return to an earlier state; or the round limit.
 * ``enumerate``: every profile of grid prices, one market each (settled from tables of
-  offers where they can, :func:`profile_utilities`). A profile is an
+  offers where they can, the same table, :func:`profile_utilities`). A profile is an
   equilibrium when no server gains more than ``min_gain`` by moving to another price of
   its grid. The outcome is the equilibrium of largest total server utility (ties: the
   first, server 0's level slowest, highest prices first), status converged; with none,
@@ -35,10 +39,10 @@ from edgesplit.game.algorithm1 import (
     turn_movers,
     turns_per_round,
 )
-from edgesplit.game.best_response import IDLE, best_splits, choose_offer, offload_terms
+from edgesplit.game.best_response import IDLE, choose_offer
 from edgesplit.game.fast_forward import state_after_descent
-from edgesplit.game.grid import best_on_grid
-from edgesplit.game.market import markets_at, offload_options, server_sales
+from edgesplit.game.grid import best_on_grid, best_on_table, offer_table, offers_at
+from edgesplit.game.market import markets_at, server_sales
 from edgesplit.game.market_queue import fold_markets
 from edgesplit.game.prices import prices_at, top_step
 from edgesplit.model.scenario import Scenario
@@ -68,48 +72,65 @@ class Outcome:
         )  # fmt: skip
 
 
-def play_leader(scenario: Scenario, options: Options, settings: GameSettings) -> Outcome:
-    """The price game under ``settings.leader``, to its end."""
+def play_leader(
+    scenario: Scenario, options: Options, settings: GameSettings, table=None
+) -> Outcome:  # fmt: skip
+    """The price game under ``settings.leader``, to its end; ``best_response`` from the
+    game's :class:`~edgesplit.game.grid.OfferTable` where one is given."""
     if settings.leader == "local":
         return Outcome.of_game(play(scenario, options, settings))
     if settings.leader == "best_response":
-        return Outcome.of_game(play_best_response(scenario, options, settings))
+        return Outcome.of_game(play_best_response(scenario, options, settings, table))
     return enumerate_profiles(scenario, options, settings)
 
 
-def best_response_turn(scenario: Scenario, options: Options, settings: GameSettings, steps, turn):
+def best_response_turn(
+    scenario: Scenario, options: Options, settings: GameSettings, table, steps, turn
+):  # fmt: skip
     """The steps after the movers of ``turn`` each take their best grid price, where it
-    gains more than ``min_gain``."""
+    gains more than ``min_gain``; from the game's :class:`~edgesplit.game.grid.OfferTable`
+    where the number of levels is known (else ``table`` is None)."""
     servers = scenario.servers
     movers = turn_movers(settings, servers.num_servers, turn)
     price_crb, price_rrb = prices_at(servers, steps)
     _, here, _ = markets_at(scenario, options, settings, price_crb[None], price_rrb[None])
-    best, level = best_on_grid(
-        scenario, options, settings, price_crb, price_rrb, movers, here[0, movers]
-    )
+    if table is None:
+        best, level = best_on_grid(
+            scenario, options, settings, price_crb, price_rrb, movers, here[0, movers]
+        )
+    else:
+        best, level = best_on_table(
+            scenario, options, settings, table, steps[:, 0], movers, here[0, movers]
+        )
     moves = (best - here[0, movers] > settings.min_gain) & servers.active[movers]
     rows = jnp.where(moves[:, None], level[:, None], steps[movers])
     return steps.at[movers].set(rows)
 
 
-def best_response_round(scenario: Scenario, options: Options, settings: GameSettings, steps):
+def best_response_round(
+    scenario: Scenario, options: Options, settings: GameSettings, table, steps
+):  # fmt: skip
     """The steps after one round of the ``best_response`` rule from ``steps``."""
     return jax.lax.fori_loop(
         0,
         turns_per_round(settings, scenario.servers.num_servers),
-        lambda turn, steps: best_response_turn(scenario, options, settings, steps, turn),
+        lambda turn, steps: best_response_turn(scenario, options, settings, table, steps, turn),
         steps,
     )
 
 
-def play_best_response(scenario: Scenario, options: Options, settings: GameSettings) -> GameState:
-    """The ``best_response`` rule from the maximum prices, to its end."""
+def play_best_response(
+    scenario: Scenario, options: Options, settings: GameSettings, table=None
+) -> GameState:  # fmt: skip
+    """The ``best_response`` rule from the maximum prices, to its end: every turn's moves
+    from ``table`` (:func:`~edgesplit.game.grid.offer_table`) where given, else each
+    turn's grid searched afresh (:func:`~edgesplit.game.grid.best_on_grid`)."""
     status = jnp.where(options.servers_play, RUNNING, Status.CONVERGED).astype(jnp.int32)
     steps, recent, checkpoint = state_after_descent(scenario.servers, 0, settings.cycle_window)
 
     def advance(state: GameState) -> GameState:
         return end_round(
-            settings, state, best_response_round(scenario, options, settings, state.steps)
+            settings, state, best_response_round(scenario, options, settings, table, state.steps)
         )
 
     return jax.lax.while_loop(
@@ -176,24 +197,16 @@ def profile_utilities(scenario: Scenario, options: Options, settings: GameSettin
     """
     servers = scenario.servers
     levels = settings.price_levels
-    count, top, profile = _profiles(servers, levels)
+    count, _, profile = _profiles(servers, levels)
     free = open_market(scenario)
-    terms, kernel = offload_terms(scenario), offload_options(settings)
+    table = offer_table(scenario, options, settings)
 
     def prices_of(level):  # (S,) each server's level
-        level = jnp.minimum(level, top)
-        return prices_at(servers, jnp.stack([level, level], axis=1))
-
-    every_server_at = jnp.broadcast_to(jnp.arange(levels)[:, None], (levels, servers.num_servers))
-    offers = jax.vmap(
-        lambda crb, rrb: best_splits(
-            options, kernel(scenario, crb, rrb, free.crbs_left, free.rrbs_left, terms=terms)
-        )
-    )(*jax.vmap(prices_of)(every_server_at))  # (K, M, S)
+        price = table.price[level, jnp.arange(servers.num_servers)]
+        return price, price
 
     def request_at(index):
-        at = (profile(index), slice(None), jnp.arange(servers.num_servers))
-        return choose_offer(scenario, options, jax.tree.map(lambda x: x[at].T, offers))
+        return choose_offer(scenario, options, offers_at(table, profile(index)))
 
     def first_pass(index):
         request = request_at(index)

@@ -39,6 +39,7 @@ def fold_markets(
     initial,
     slots: int | None = None,
     first_request=None,
+    wanted=None,
 ):
     """Settle markets 0 .. ``count`` - 1 and fold each server's utility (eq. 11) in each
     into an accumulator.
@@ -51,7 +52,9 @@ def fold_markets(
     so ``record`` sees the same sequence every time. ``first_request(index)``, where
     given, is the devices' best response (a :class:`~edgesplit.game.best_response.Choice`)
     in market ``index`` with every block free: its first admission pass is then made in
-    the step that takes the market, beside its second.
+    the step that takes the market, beside its second. ``wanted(index, accumulated)``,
+    where given, says whether market ``index`` is still worth settling when a slot would
+    take it; one that is not is passed over.
     """
     slots = MARKET_SLOTS if slots is None else slots
     terms = offload_terms(scenario)  # price-free: once for every market
@@ -71,7 +74,12 @@ def fold_markets(
         # Free slots take the next markets, the k-th free slot market taken + k.
         idle = market >= free
         rank = jnp.cumsum(idle, dtype=jnp.int32) - 1
-        fresh = idle & (taken + rank < count)
+        offered = idle & (taken + rank < count)
+        fresh = offered
+        if wanted is not None:
+            fresh &= jax.vmap(lambda index: wanted(index, accumulated))(
+                jnp.minimum(taken + rank, count - 1)
+            )
         market = jnp.where(fresh, taken + rank, jnp.where(idle, free, market))
         new_crb, new_rrb = jax.vmap(prices_of)(jnp.minimum(market, count - 1))
         price_crb = jnp.where(fresh[:, None], new_crb, price_crb)
@@ -90,7 +98,7 @@ def fold_markets(
             opened,
             admission,
         )
-        taken = taken + jnp.sum(fresh, dtype=jnp.int32)
+        taken = taken + jnp.sum(offered, dtype=jnp.int32)
         # One admission pass in every slot; settled markets are folded in and freed.
         admission = jax.vmap(pass_in)(price_crb, price_rrb, admission)
         settled = (market < free) & ~jax.vmap(partial(admitting, scenario))(admission)

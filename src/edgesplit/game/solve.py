@@ -20,7 +20,7 @@ from edgesplit.errors import InputError
 from edgesplit.game.algorithm1 import Status, final_markets
 from edgesplit.game.best_response import Choice
 from edgesplit.game.certificate import device_gains, moved_prices, server_gains
-from edgesplit.game.grid import server_regret
+from edgesplit.game.grid import offer_table, regret_on_table, server_regret
 from edgesplit.game.leaders import NOT_ENUMERATED, Outcome, cycle_means, play_leader
 from edgesplit.game.market import markets_at, server_sales
 from edgesplit.game.prices import prices_at
@@ -68,16 +68,19 @@ class Solution:
 
 def certify(
     scenario, options, settings, price_crb, price_rrb, choice, market_utility, outcome: Outcome,
-    regret=None,
+    regret=None, table=None,
 ) -> Solution:  # fmt: skip
     """The solution whose devices settled on ``choice`` at these prices, where the leader
     rule's ``outcome`` left them, with its certificates; the servers' utility in the
     market there and after each of their ±Δ moves is ``market_utility`` (1 + S·C, S). The
     servers' ``regret`` (:func:`~edgesplit.game.grid.server_regret`) is computed here
-    unless given."""
+    unless given, from the game's ``table`` of offers where given (joint prices, at the
+    outcome's levels)."""
     utility, crbs_sold, rrbs_sold = server_sales(scenario, choice, price_crb, price_rrb)
-    if regret is None:
+    if regret is None and table is None:
         regret = server_regret(scenario, options, settings, price_crb, price_rrb, utility)
+    elif regret is None:
+        regret = regret_on_table(scenario, options, settings, table, outcome.steps[:, 0], utility)
     cycle_devices, cycle_servers = cycle_means(
         scenario, options, settings, outcome, choice.utility, utility
     )
@@ -112,7 +115,12 @@ def solve(scenario: Scenario, scheme, settings: GameSettings = GameSettings()) -
             "price_step), number of servers)",
         )
     options = scheme_options(scenario, jnp.asarray(scheme, jnp.int32))
-    outcome = play_leader(scenario, options, settings)
+    # best_response searches its grid every round, and its certificate once more, all
+    # moves' first passes on the same grid: one table of offers serves them all.
+    table = None
+    if settings.leader == "best_response" and settings.price_levels:
+        table = offer_table(scenario, options, settings)
+    outcome = play_leader(scenario, options, settings, table)
     choices, utility, _ = markets_at(
         scenario, options, settings,
         *jax.vmap(partial(prices_at, scenario.servers))(
@@ -122,7 +130,7 @@ def solve(scenario: Scenario, scheme, settings: GameSettings = GameSettings()) -
     price_crb, price_rrb = prices_at(scenario.servers, outcome.steps)
     return certify(
         scenario, options, settings, price_crb, price_rrb, jax.tree.map(lambda x: x[0], choices),
-        utility, outcome,
+        utility, outcome, table=table,
     )  # fmt: skip
 
 

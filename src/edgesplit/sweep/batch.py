@@ -48,12 +48,14 @@ from edgesplit.game.solve import Solution, certify, solve
 from edgesplit.model.scenario import Scenario
 from edgesplit.model.schemes import Options, scheme_options
 
-GAMES_AT_ONCE = 8
-"""Games of the ``best_response`` rule vmapped together in a batch: a few, since a
-vmapped game runs as long as the longest of those beside it. The ``enumerate`` rule
-plays one game at a time: its games' unsettled profiles number from hundreds to tens of
-thousands, and each game's own queue is wide enough
-(:data:`~edgesplit.game.leaders.PROFILE_SLOTS`)."""
+GAMES_AT_ONCE = 1
+"""Games of the other leader rules than ``local`` played together in a batch: one. A
+vmapped game runs as long as the longest beside it, its rounds and each round's
+markets, and each game's own queues are wide enough (the grid's slots of
+:func:`~edgesplit.game.market_queue.fold_markets`, ``enumerate``'s
+:data:`~edgesplit.game.leaders.PROFILE_SLOTS`). Measured on 100 Fig. 3 games of
+``best_response``: one at a time is the fastest of 1, 2, 4, 8 and 16
+(results/bench/best-response-tables.md)."""
 
 
 @partial(jax.jit, static_argnames=("settings", "lanes"))
@@ -77,11 +79,10 @@ def solve_batch(
 
     Jit-compiled with ``settings`` and ``lanes`` static; lanes change the speed, never
     the results. The other leader rules (``settings.leader``) play their games without
-    a queue, :data:`GAMES_AT_ONCE` at a time (``enumerate``: one at a time)."""
+    a queue, :data:`GAMES_AT_ONCE` at a time."""
     if settings.leader != "local":
-        together = GAMES_AT_ONCE if settings.leader == "best_response" else 1
         return jax.lax.map(
-            lambda scenario: solve(scenario, scheme, settings), scenarios, batch_size=together
+            lambda scenario: solve(scenario, scheme, settings), scenarios, batch_size=GAMES_AT_ONCE
         )
     scheme = jnp.asarray(scheme, jnp.int32)
     options = jax.vmap(lambda scenario: scheme_options(scenario, scheme))(scenarios)
