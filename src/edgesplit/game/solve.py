@@ -79,7 +79,7 @@ def certify(
     utility, crbs_sold, rrbs_sold = server_sales(scenario, choice, price_crb, price_rrb)
     if regret is None and table is None:
         regret = server_regret(scenario, options, settings, price_crb, price_rrb, utility)
-    elif regret is None:
+    elif regret is None:  # joint prices: each server's level is its steps' first column
         regret = regret_on_table(scenario, options, settings, table, outcome.steps[:, 0], utility)
     cycle_devices, cycle_servers = cycle_means(
         scenario, options, settings, outcome, choice.utility, utility

@@ -48,15 +48,6 @@ from edgesplit.game.solve import Solution, certify, solve
 from edgesplit.model.scenario import Scenario
 from edgesplit.model.schemes import Options, scheme_options
 
-GAMES_AT_ONCE = 1
-"""Games of the other leader rules than ``local`` played together in a batch: one. A
-vmapped game runs as long as the longest beside it, its rounds and each round's
-markets, and each game's own queues are wide enough (the grid's slots of
-:func:`~edgesplit.game.market_queue.fold_markets`, ``enumerate``'s
-:data:`~edgesplit.game.leaders.PROFILE_SLOTS`). Measured on 100 Fig. 3 games of
-``best_response``: one at a time is the fastest of 1, 2, 4, 8 and 16
-(results/bench/best-response-tables.md)."""
-
 
 @partial(jax.jit, static_argnames=("settings", "lanes"))
 def solve_batch(
@@ -79,10 +70,14 @@ def solve_batch(
 
     Jit-compiled with ``settings`` and ``lanes`` static; lanes change the speed, never
     the results. The other leader rules (``settings.leader``) play their games without
-    a queue, :data:`GAMES_AT_ONCE` at a time."""
+    a queue, one game at a time: a vmapped game would run as long as the longest beside
+    it, its rounds and each round's markets, and each game's own market queues are wide
+    enough (results/bench/best-response-tables.md compares 1 to 16 games at once)."""
     if settings.leader != "local":
+        # A batch of one, as the stores were measured with (a plain map fuses the cycle
+        # means' sums differently, to within an ulp).
         return jax.lax.map(
-            lambda scenario: solve(scenario, scheme, settings), scenarios, batch_size=GAMES_AT_ONCE
+            lambda scenario: solve(scenario, scheme, settings), scenarios, batch_size=1
         )
     scheme = jnp.asarray(scheme, jnp.int32)
     options = jax.vmap(lambda scenario: scheme_options(scenario, scheme))(scenarios)
