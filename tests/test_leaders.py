@@ -12,7 +12,8 @@ import edgesplit
 from conftest import tiny_problem
 from edgesplit import reference
 from edgesplit.config import GameSettings
-from edgesplit.game import grid, leaders
+from edgesplit.game import grid, profiles
+from edgesplit.game.prices import top_step
 from edgesplit.game.solve import solve, solve_at_prices
 from edgesplit.io.analysis import summary_table
 from edgesplit.io.scenario_file import parse_scenario
@@ -190,10 +191,17 @@ def test_enumerate_finds_the_reference_equilibria(rng):
 def test_every_profile_utility_equals_the_reference(rng):
     """Each server's utility at every profile of the enumerated grid, whether its market
     settled in the first pass from the tables of offers or was settled in full, equals
-    the reference's market there; games where capacities bind have both kinds. Every
-    other game has RRBs or CRBs to spare, so that each kind binds alone too."""
+    the reference's market there, and lies within the first pass's bounds; games where
+    capacities bind have both kinds. Every other game has RRBs or CRBs to spare, so that
+    each kind binds alone too."""
     settings = GameSettings(leader="enumerate", price_levels=18)
-    utilities = jax.jit(leaders.profile_utilities, static_argnums=2)
+
+    @jax.jit
+    def utilities(scenario, options):
+        table = grid.offer_table(scenario, options, settings)
+        first = profiles.first_passes(scenario, options, settings, table)
+        return profiles.profile_utilities(scenario, options, settings)[0], first
+
     kinds = set()
     for case in range(9):
         problem = tiny_problem(rng, num_devices=5, price_step=(0.25, 0.5), max_price=(2.0, 4.0))
@@ -201,15 +209,114 @@ def test_every_profile_utility_equals_the_reference(rng):
             server.update({1: {"rrbs": 12}, 2: {"crbs": 12}}.get(case % 3, {}))
         _, scenario = padded(problem)
         scheme = SCHEMES[case % 3]
-        got, settled = utilities(scenario, scheme_options(scenario, jnp.int32(scheme)), settings)
-        got, settled = np.asarray(got).reshape(18, 18, 2), np.asarray(settled).reshape(18, 18)
+        got, first = utilities(scenario, scheme_options(scenario, jnp.int32(scheme)))
+        got = np.asarray(got).reshape(18, 18, 2)
+        lower, upper = (np.asarray(x).reshape(18, 18, 2) for x in (first.lower, first.upper))
+        known = np.asarray(first.known).reshape(18, 18)
         for profile in reference.all_profiles(problem):
             expected = reference.server_utilities_at(problem, [[k, k] for k in profile], scheme)
+            where = f"{case} {profile}"
             np.testing.assert_allclose(
-                got[profile], expected[0], rtol=1e-9, atol=1e-12, err_msg=f"{case} {profile}"
+                got[profile], expected[0], rtol=1e-9, atol=1e-12, err_msg=where
             )
-            kinds.add(bool(settled[profile]))
+            if known[profile]:
+                assert np.array_equal(lower[profile], got[profile]), where
+                assert np.array_equal(upper[profile], got[profile]), where
+            else:
+                assert np.all(lower[profile] <= got[profile]), where
+                assert np.all(got[profile] <= upper[profile]), where
+            kinds.add(bool(known[profile]))
     assert kinds == {True, False}, kinds
+
+
+@pytest.mark.parametrize("per_round", [profiles.SETTLED_PER_ROUND, 16])
+def test_enumerate_decides_as_settling_every_profile(rng, monkeypatch, per_round):
+    """The equilibria, their number, the outcome and its status, from the markets the
+    search settles, are those of every profile's utility (each settled in full) and
+    plain loops over its lines; in games of 10 devices on a few blocks, where
+    capacities bind at most profiles and most games have no equilibrium. Rounds of 16
+    markets make the search take many rounds on these small grids."""
+    monkeypatch.setattr(profiles, "SETTLED_PER_ROUND", per_round)
+    settings = GameSettings(leader="enumerate", price_levels=LEVELS)
+
+    @jax.jit
+    def outcomes(scenario, options):
+        every = profiles.profile_utilities(scenario, options, settings)[0]
+        return profiles.enumerate_profiles(scenario, options, settings), every
+
+    statuses = []
+    for case in range(40):
+        problem = tiny_problem(rng, num_devices=10, price_step=(0.1, 0.2), max_price=(2.0, 4.0))
+        for server in problem["servers"]:
+            server.update(crbs=int(rng.integers(2, 6)), rrbs=int(rng.integers(2, 6)))
+        scenario = pad_scenario(parse_scenario(problem).scenario, 10, 2, 3)
+        scheme = SCHEMES[case % 3]
+        (steps, status, equilibria), every = outcomes(
+            scenario, scheme_options(scenario, jnp.int32(scheme))
+        )
+        utility = np.asarray(every).reshape(LEVELS, LEVELS, 2)
+        last = [reference.grid_top(problem, s) for s in range(2)]
+        assert max(last) < LEVELS
+        worst, total = {}, {}
+        for k0 in range(last[0] + 1):
+            for k1 in range(last[1] + 1):
+                best0 = max(utility[k, k1, 0] for k in range(last[0] + 1))
+                best1 = max(utility[k0, k, 1] for k in range(last[1] + 1))
+                here = utility[k0, k1]
+                worst[k0, k1] = max(best0 - here[0], best1 - here[1], 0.0)
+                total[k0, k1] = here[0] + here[1]
+        found = [p for p in worst if worst[p] <= settings.min_gain]
+        if found:
+            chosen = max(found, key=lambda p: (total[p], -p[0] * LEVELS - p[1]))
+        else:
+            chosen = min(worst, key=lambda p: (worst[p], p[0] * LEVELS + p[1]))
+        where = f"case {case}"
+        assert int(equilibria) == len(found), where
+        assert int(status) == (0 if found else 4), where
+        assert tuple(np.asarray(steps)[:, 0]) == chosen, where
+        statuses.append(int(status))
+    assert 0 in statuses and 4 in statuses, statuses
+
+
+def test_the_search_bounds_every_regret_and_keeps_every_candidate(rng):
+    """On random utilities and random bounds around them (some exact), each profile's
+    regret from the bounds is at most its true largest regret, and every profile whose
+    true largest regret is within the threshold (min_gain, or the least largest regret
+    where that is more) is a candidate; with every utility known, the regrets are exact."""
+    settings = GameSettings(leader="enumerate", price_levels=18)
+    _, scenario = padded(
+        tiny_problem(rng, num_devices=5, price_step=(0.25, 0.5), max_price=(2.0, 4.0))
+    )
+    last = np.minimum(np.asarray(top_step(scenario.servers)), 17)
+    search = jax.jit(lambda bounds: profiles.search(scenario, settings, bounds))
+    for case in range(30):
+        utility = rng.choice([0.0, 0.5, 1.0, 2.0], size=(18, 18, 2)) * rng.uniform(0, 3)
+        known = rng.random((18, 18)) < [0.2, 0.6, 1.0][case % 3]
+        width = np.where(known[..., None], 0.0, rng.uniform(0, 2, (18, 18, 2)))
+        share = rng.random((18, 18, 2))
+        bounds = profiles.ProfileBounds(
+            jnp.asarray((utility - share * width).reshape(-1, 2)),
+            jnp.asarray((utility + (1 - share) * width).reshape(-1, 2)),
+            jnp.asarray(known.ravel()),
+        )
+        found = search(bounds)
+        regret = np.asarray(found.regret).reshape(18, 18)
+        candidate = np.asarray(found.candidate).reshape(18, 18)
+        worst = {}
+        for k0 in range(last[0] + 1):
+            for k1 in range(last[1] + 1):
+                best0 = max(utility[k, k1, 0] for k in range(last[0] + 1))
+                best1 = max(utility[k0, k, 1] for k in range(last[1] + 1))
+                worst[k0, k1] = max(best0 - utility[k0, k1, 0], best1 - utility[k0, k1, 1], 0.0)
+        threshold = max(settings.min_gain, min(worst.values()))
+        for profile, value in worst.items():
+            where = f"case {case} {profile}"
+            assert regret[profile] <= value + 1e-12, where
+            if value <= threshold:
+                assert candidate[profile], where
+            if known.all():
+                assert regret[profile] == value, where
+        assert not candidate[last[0] + 1 :].any() and not candidate[:, last[1] + 1 :].any()
 
 
 def reference_states(problem, scheme, leader, rounds):

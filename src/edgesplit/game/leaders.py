@@ -12,8 +12,9 @@
   Algorithm 1's stop rule: converged when a round moves no price, then every
   server's regret is at most ``min_gain``, a pure equilibrium on the grid; a cycle when
   the prices return to an earlier state; or the round limit.
-* ``enumerate``: every profile of grid prices, one market each (settled from tables of
-  offers where they can, the same table, :func:`profile_utilities`). A profile is an
+* ``enumerate``: every profile of grid prices (:mod:`edgesplit.game.profiles`: each
+  market settled, or bounded, from the same table, and settled in full only where that
+  may decide the outcome). A profile is an
   equilibrium when no server gains more than ``min_gain`` by moving to another price of
   its grid. The outcome is the equilibrium of largest total server utility (ties: the
   first, server 0's level slowest, highest prices first), status converged; with none,
@@ -22,14 +23,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
 
 from edgesplit.config import GameSettings
-from edgesplit.game.admission import open_market
 from edgesplit.game.algorithm1 import (
     RUNNING,
     GameState,
@@ -39,12 +38,12 @@ from edgesplit.game.algorithm1 import (
     turn_movers,
     turns_per_round,
 )
-from edgesplit.game.best_response import IDLE, choose_offer
 from edgesplit.game.fast_forward import state_after_descent
-from edgesplit.game.grid import best_on_grid, best_on_table, offer_table, offers_at
-from edgesplit.game.market import markets_at, server_sales
+from edgesplit.game.grid import best_on_grid, best_on_table
+from edgesplit.game.market import markets_at
 from edgesplit.game.market_queue import fold_markets
-from edgesplit.game.prices import prices_at, top_step
+from edgesplit.game.prices import prices_at
+from edgesplit.game.profiles import enumerate_profiles
 from edgesplit.model.scenario import Scenario
 from edgesplit.model.schemes import Options
 
@@ -81,7 +80,9 @@ def play_leader(
         return Outcome.of_game(play(scenario, options, settings))
     if settings.leader == "best_response":
         return Outcome.of_game(play_best_response(scenario, options, settings, table))
-    return enumerate_profiles(scenario, options, settings)
+    steps, status, equilibria = enumerate_profiles(scenario, options, settings)
+    zero = jnp.int32(0)
+    return Outcome(steps, zero, status, zero, equilibria, steps[None])
 
 
 def best_response_turn(
@@ -166,105 +167,3 @@ def cycle_means(
     )  # fmt: skip
     states = jnp.where(remembered, jnp.maximum(length, 1), jnp.nan)
     return devices / states, servers / states
-
-
-def _profiles(servers, levels: int):
-    """``(count, top, profile)``: the number of profiles of ``levels`` levels, each
-    server's last level (S,), and ``profile(index)``, each server's level (S,) at profile
-    ``index`` (server 0's level slowest)."""
-    place = levels ** jnp.arange(servers.num_servers - 1, -1, -1)
-    top = jnp.where(servers.active, top_step(servers), 0)
-    return levels**servers.num_servers, top, lambda index: (index // place) % levels
-
-
-PROFILE_SLOTS = 128
-"""Markets under way at once in a game's queue of the profiles its first passes leave
-unsettled (thousands of them in a game where capacities bind)."""
-
-
-def profile_utilities(scenario: Scenario, options: Options, settings: GameSettings):
-    """(K^S, S) each server's utility (eq. 11) at every profile of grid levels (as
-    :func:`_profiles` numbers them, a level past a server's last at its last), and (K^S,)
-    which were known from their market's first admission pass; zeros, all known, where
-    no server plays.
-
-    With every block free, a device's options at a server depend only on that server's
-    prices, so one table of the devices' best offers per level serves every profile's
-    first pass, a choice among its servers' entries. Where every server can take all
-    that is asked of it, the market is settled there. The other profiles' markets are
-    settled in full, on :data:`PROFILE_SLOTS` slots of
-    :func:`~edgesplit.game.market_queue.fold_markets`, their first pass from the tables.
-    """
-    servers = scenario.servers
-    levels = settings.price_levels
-    count, _, profile = _profiles(servers, levels)
-    free = open_market(scenario)
-    table = offer_table(scenario, options, settings)
-
-    def prices_of(level):  # (S,) each server's level
-        price = table.price[level, jnp.arange(servers.num_servers)]
-        return price, price
-
-    def request_at(index):
-        return choose_offer(scenario, options, offers_at(table, profile(index)))
-
-    def first_pass(index):
-        request = request_at(index)
-        asks = ~free.settled & (request.server != IDLE)  # padding stays idle
-        request = dataclasses.replace(request, server=jnp.where(asks, request.server, IDLE))
-        utility, crbs, rrbs = server_sales(scenario, request, *prices_of(profile(index)))
-        return jnp.all((crbs <= free.crbs_left) & (rrbs <= free.rrbs_left)), utility
-
-    plays = jnp.any(servers.active) & options.servers_play
-    settled, first = jax.lax.map(first_pass, jnp.arange(count), batch_size=levels)
-    known = ~plays | settled
-    order = jnp.nonzero(~known, size=count, fill_value=count)[0].astype(jnp.int32)
-
-    def record(utility, indices, _, market_utility, settled):
-        index = order[jnp.minimum(indices, count - 1)]
-        return utility.at[jnp.where(settled, index, count)].set(market_utility, mode="drop")
-
-    utility = fold_markets(
-        scenario, options, settings, jnp.sum(~known, dtype=jnp.int32),
-        lambda index: prices_of(profile(order[index])), record,
-        jnp.where(plays & settled[:, None], first, 0.0),
-        slots=PROFILE_SLOTS, first_request=lambda index: request_at(order[index]),
-    )  # fmt: skip
-    return utility, known
-
-
-def enumerate_profiles(scenario: Scenario, options: Options, settings: GameSettings) -> Outcome:
-    """The ``enumerate`` rule's :class:`Outcome`, from each server's utility at every
-    profile (:func:`profile_utilities`). ``settings.price_levels`` (K, static) bounds
-    every server's grid."""
-    servers = scenario.servers
-    num_servers, levels = servers.num_servers, settings.price_levels
-    count, top, profile = _profiles(servers, levels)
-    plays = jnp.any(servers.active) & options.servers_play
-    utility, _ = profile_utilities(scenario, options, settings)
-    grid = utility.reshape((levels,) * num_servers + (num_servers,))
-    level = jnp.arange(levels)
-    regrets = []
-    for s in range(num_servers):
-        along = level.reshape([-1 if axis == s else 1 for axis in range(num_servers)])
-        own = jnp.where(along <= top[s], grid[..., s], -jnp.inf)
-        best = jnp.max(own, axis=s, keepdims=True)
-        regrets.append(jnp.where(servers.active[s], jnp.maximum(best - own, 0.0), 0.0))
-    regret = jnp.stack(regrets, axis=-1).reshape(count, num_servers)
-    valid = jnp.all(jax.vmap(profile)(jnp.arange(count)) <= top, axis=1)
-    worst = jnp.where(valid, jnp.max(regret, axis=1), jnp.inf)
-    equilibrium = valid & (worst <= settings.min_gain)
-    found = jnp.sum(equilibrium, dtype=jnp.int32)
-    total = jnp.sum(utility, axis=1)
-    chosen = jnp.where(
-        found > 0,
-        jnp.argmax(jnp.where(equilibrium, total, -jnp.inf)),
-        jnp.argmin(worst),
-    )
-    level = jnp.where(plays, profile(chosen), 0)
-    status = jnp.where(plays & (found == 0), Status.NO_EQUILIBRIUM, Status.CONVERGED)
-    steps = jnp.stack([level, level], axis=1).astype(jnp.int32)
-    zero = jnp.int32(0)
-    return Outcome(
-        steps, zero, status.astype(jnp.int32), zero, jnp.where(plays, found, 1), steps[None]
-    )
