@@ -354,7 +354,9 @@ def best_on_grid(
         return _best_by_queue(scenario, options, settings, price_crb, price_rrb, movers, floor)
     game = screen_game(scenario, options, settings, price_crb, price_rrb, movers, floor)
     moves = jax.tree.map(lambda x: x[0], open_moves(_one(game), settings, movers))
-    return settle_open(scenario, options, settings, price_crb, price_rrb, movers, floor, moves)
+    return _floored(
+        *settle_open(scenario, options, settings, price_crb, price_rrb, movers, floor, moves), floor
+    )
 
 
 @jax.tree_util.register_dataclass
@@ -367,13 +369,14 @@ class OpenMoves:
     bound: jax.Array  # (P·L·K,) at least the mover's utility, however the market settles
     order: jax.Array  # (P·L·K,) int32, the open moves' indices first, then the others
     count: jax.Array  # () int32, open moves
+    lower: jax.Array  # (P,) at most each mover's best: its best known, or floor
 
     @classmethod
-    def of(cls, known, bound, still) -> OpenMoves:
+    def of(cls, known, bound, still, lower) -> OpenMoves:
         """From each move's ``known`` utility, its ``bound`` and whether it is ``still``
-        open, (P·L·K,) each."""
+        open, (P·L·K,) each, and each mover's ``lower`` (P,)."""
         order = jnp.argsort(jnp.where(still, -bound, jnp.inf), stable=True).astype(jnp.int32)
-        return cls(known, bound, order, jnp.sum(still, dtype=jnp.int32))
+        return cls(known, bound, order, jnp.sum(still, dtype=jnp.int32), lower)
 
 
 def open_moves(games: ScreenGame, settings: GameSettings, movers) -> OpenMoves:
@@ -386,7 +389,7 @@ def open_moves(games: ScreenGame, settings: GameSettings, movers) -> OpenMoves:
         known = jnp.where(valid & settled, value, -jnp.inf)
         lower = jnp.maximum(jnp.max(known, axis=(1, 2)), floor)
         still = valid & ~settled & (bound >= _below(lower)[:, None, None])
-        return OpenMoves.of(known.ravel(), bound.ravel(), still.ravel())
+        return OpenMoves.of(known.ravel(), bound.ravel(), still.ravel(), lower)
 
     return jax.vmap(left)(games.top, games.floor, *screen(games, settings, movers))
 
@@ -396,7 +399,9 @@ def settle_open(
 ):
     """:func:`best_on_grid` from its :class:`OpenMoves`: the open moves' markets settled
     on the slots of :func:`~edgesplit.game.market_queue.fold_markets`, their first
-    admission pass from ``first_request(mover, level)`` where given."""
+    admission pass from ``first_request(mover, level)`` where given; a mover's best and
+    its level as found, even where below ``floor`` (none of its moves reaches it, and
+    those below it may not have been settled)."""
     servers = scenario.servers
     lines, levels = _lines(settings), settings.price_levels
     size = moves.order.shape[0]
@@ -414,12 +419,10 @@ def settle_open(
             price_rrb.at[server].set(rrb[line, 0, server]),
         )
 
-    lower = jnp.maximum(jnp.max(moves.known.reshape(movers.shape[0], -1), axis=1), floor)
-
     def wanted(index, found):
         """Whether open move ``index`` may still beat its mover's best found so far."""
         mover = move_of(index)[0]
-        best = jnp.maximum(lower[mover], jnp.max(found.reshape(movers.shape[0], -1)[mover]))
+        best = jnp.maximum(moves.lower[mover], jnp.max(found.reshape(movers.shape[0], -1)[mover]))
         return moves.bound[moves.order[index]] >= _below(best)
 
     def record(found, indices, _, utility, settled_now):
@@ -442,8 +445,13 @@ def settle_open(
     )
     values = jnp.maximum(moves.known, found).reshape(movers.shape[0], -1)
     index, best = first_maximum(values)
+    return best, (index % levels).astype(jnp.int32)
+
+
+def _floored(best, level, floor):
+    """``(best, level)``, or ``(floor, 0)`` where ``best`` is below ``floor``."""
     reaches = best >= floor
-    return jnp.where(reaches, best, floor), jnp.where(reaches, index % levels, 0).astype(jnp.int32)
+    return jnp.where(reaches, best, floor), jnp.where(reaches, level, 0).astype(jnp.int32)
 
 
 def _best_by_queue(scenario, options, settings, price_crb, price_rrb, movers, floor):
@@ -487,8 +495,7 @@ def _best_by_queue(scenario, options, settings, price_crb, price_rrb, movers, fl
 
     initial = (jnp.full(movers.shape, -jnp.inf, price_crb.dtype), jnp.zeros_like(movers))
     best, level = fold_markets(scenario, options, settings, count, move, record, initial)
-    reaches = best >= floor
-    return jnp.where(reaches, best, floor), jnp.where(reaches, level, 0).astype(jnp.int32)
+    return _floored(best, level, floor)
 
 
 @jax.tree_util.register_dataclass
@@ -539,15 +546,48 @@ def offers_at(table: OfferTable, levels):
     return jax.tree.map(lambda x: x[at].T, table.offers)
 
 
+BOUND_SLACK = 1e-9
+"""Relative width added to each side of the bounds of :func:`pass_bounds`, far above
+the rounding of the utilities they bound."""
+
+
+def pass_bounds(scenario: Scenario, price, first, most_paid):
+    """Each server's utility (eq. 11) after a market's first admission pass ``first``
+    at joint prices ``price`` (S,), and bounds on it however the market settles (its
+    utility where the pass settled it), ``(value, lower, upper)``, (S,) each;
+    ``most_paid`` (M, S) is the most each device could pay each server there
+    (:class:`OfferTable`). Devices admitted stay admitted, so a server earns at least
+    what the pass sold it, less the blocks it has left at a negative margin, and at most
+    that plus what its pending devices could pay it, at most what it has left; each
+    bound widened by :data:`BOUND_SLACK`."""
+    servers = scenario.servers
+    value = server_sales(scenario, first.choice, price, price)[0]
+    margin = jnp.stack([price - servers.cost_crb, price - servers.cost_rrb])  # (2, S)
+    blocks_left = jnp.stack([first.crbs_left, first.rrbs_left])
+    left = jnp.sum(blocks_left * jnp.maximum(margin, 0.0), axis=0)
+    at_a_loss = jnp.sum(blocks_left * jnp.minimum(margin, 0.0), axis=0)
+    pending = jnp.where(first.settled[:, None], 0.0, most_paid)
+    gain = jnp.minimum(jnp.sum(pending, axis=0), left)
+    slack = BOUND_SLACK * jnp.maximum(jnp.abs(value) + left - at_a_loss, 1.0)
+    settled = ~admitting(scenario, first)
+    return (
+        value,
+        jnp.where(settled, value, value + at_a_loss - slack),
+        jnp.where(settled, value, value + gain + slack),
+    )
+
+
 def best_on_table(
     scenario: Scenario, options: Options, settings: GameSettings, table: OfferTable, levels,
-    movers, floor,
+    movers, floor, skip=None,
 ):  # fmt: skip
     """:func:`best_on_grid` with joint prices, every server at its grid level ``levels``
     (S,), from the game's :class:`OfferTable`: every move's first admission pass is a
-    choice among table entries, which settles it or bounds it (what it settled, plus
-    what the devices still pending could pay, at most what is left); only the moves
-    that may still be best are settled in full, their first pass from the table."""
+    choice among table entries, which settles it or bounds it (:func:`pass_bounds`);
+    only the moves whose upper bound reaches the best known or lower bound are settled
+    in full, their first pass from the table. A mover's best is as found, even where
+    below ``floor`` (:func:`settle_open`); where ``skip`` (P,) holds, none of its moves
+    is settled in full and its result means nothing."""
     servers = scenario.servers
     columns = jnp.arange(servers.num_servers)
     price = table.price[levels, columns]
@@ -565,22 +605,23 @@ def best_on_table(
     def first_pass(mover, level):
         server, moved, request = move(mover, level)
         first = admission_pass(scenario, moved, moved, lambda *_: request, free)
-        value = server_sales(scenario, first.choice, moved, moved)[0][server]
-        margin_crb = jnp.maximum(moved[server] - servers.cost_crb[server], 0.0)
-        margin_rrb = jnp.maximum(moved[server] - servers.cost_rrb[server], 0.0)
-        demand = jnp.sum(jnp.where(first.settled, 0.0, table.most_paid[level, :, server]))
-        left = first.crbs_left[server] * margin_crb + first.rrbs_left[server] * margin_rrb
-        return ~admitting(scenario, first), value, value + jnp.minimum(demand, left)
+        paid = table.most_paid[levels.at[server].set(level.astype(levels.dtype)), :, columns].T
+        value, lower, upper = pass_bounds(scenario, moved, first, paid)
+        return ~admitting(scenario, first), value[server], lower[server], upper[server]
 
     every = jnp.arange(settings.price_levels)
-    settled, value, bound = jax.vmap(
+    settled, value, lower, bound = jax.vmap(
         lambda mover: jax.vmap(lambda level: first_pass(mover, level))(every)
     )(jnp.arange(movers.shape[0]))  # (P, K)
     valid = every[None, :] <= _top(scenario, options, movers)[:, None]
     known = jnp.where(valid & settled, value, -jnp.inf)
-    lower = jnp.maximum(jnp.max(known, axis=1), floor)
-    still = valid & ~settled & (bound >= _below(lower)[:, None])
-    moves = OpenMoves.of(known.ravel(), bound.ravel(), still.ravel())
+    # A move the first pass leaves open still earns its lower bound: no move below that
+    # can be best.
+    least = jnp.maximum(jnp.max(jnp.where(valid, lower, -jnp.inf), axis=1), floor)
+    still = valid & ~settled & (bound >= _below(least)[:, None])
+    if skip is not None:
+        still &= ~skip[:, None]
+    moves = OpenMoves.of(known.ravel(), bound.ravel(), still.ravel(), least)
     return settle_open(
         scenario, options, settings, price, price, movers, floor, moves,
         first_request=lambda mover, level: move(mover, level)[2],
@@ -603,14 +644,17 @@ def server_regret(
 
 def regret_on_table(
     scenario: Scenario, options: Options, settings: GameSettings, table: OfferTable, levels,
-    utility,
+    utility, known=None, known_best=None,
 ):  # fmt: skip
     """:func:`server_regret` with every server at its grid level ``levels`` (S,), from the
-    game's :class:`OfferTable` (:func:`best_on_table`)."""
+    game's :class:`OfferTable` (:func:`best_on_table`); where ``known`` (S,) holds, the
+    server's best on its line is ``known_best`` (S,), not searched again."""
     if not settings.grid_certificate:
         return jnp.full_like(utility, jnp.nan)
     movers = jnp.arange(scenario.servers.num_servers)
-    best, _ = best_on_table(scenario, options, settings, table, levels, movers, utility)
+    best, _ = best_on_table(scenario, options, settings, table, levels, movers, utility, known)
+    if known is not None:
+        best = jnp.where(known, known_best, best)
     return _regret(scenario, options, best, utility)
 
 

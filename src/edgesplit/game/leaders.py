@@ -73,72 +73,140 @@ class Outcome:
 
 def play_leader(
     scenario: Scenario, options: Options, settings: GameSettings, table=None
-) -> Outcome:  # fmt: skip
-    """The price game under ``settings.leader``, to its end; ``best_response`` from the
-    game's :class:`~edgesplit.game.grid.OfferTable` where one is given."""
+) -> tuple[Outcome, LineMemory | None]:  # fmt: skip
+    """The price game under ``settings.leader``, to its end, and the lines whose best
+    ``best_response`` remembers (:class:`LineMemory`; None for the other rules or
+    without ``table``); ``best_response`` from the game's
+    :class:`~edgesplit.game.grid.OfferTable` where one is given."""
     if settings.leader == "local":
-        return Outcome.of_game(play(scenario, options, settings))
+        return Outcome.of_game(play(scenario, options, settings)), None
     if settings.leader == "best_response":
-        return Outcome.of_game(play_best_response(scenario, options, settings, table))
+        state, lines = play_best_response(scenario, options, settings, table)
+        return Outcome.of_game(state), lines
     steps, status, equilibria = enumerate_profiles(scenario, options, settings)
     zero = jnp.int32(0)
-    return Outcome(steps, zero, status, zero, equilibria, steps[None])
+    return Outcome(steps, zero, status, zero, equilibria, steps[None]), None
+
+
+@jax.tree_util.register_dataclass
+@dataclass(frozen=True)
+class LineMemory:
+    """The best moves ``best_response`` found on its recent lines, so that a line met
+    again is not searched again: a mover's best depends only on the others' levels (and
+    its floor only decides whether it moves). A ring of entries, the oldest overwritten
+    first; an entry is kept only where its best reached the floor it was searched with,
+    and so is what the search finds from any floor."""
+
+    mover: jax.Array  # (W,) int32, the entry's mover; -1 where empty
+    levels: jax.Array  # (W, S) int32, every server's level there, the mover's own -1
+    best: jax.Array  # (W,) the mover's best utility on the line
+    level: jax.Array  # (W,) int32, the level of its first best
+    written: jax.Array  # () int32, entries written so far
+
+    @classmethod
+    def empty(cls, num_servers: int, size: int, dtype) -> LineMemory:
+        return cls(
+            jnp.full(size, -1, jnp.int32), jnp.full((size, num_servers), -1, jnp.int32),
+            jnp.zeros(size, dtype), jnp.zeros(size, jnp.int32), jnp.int32(0),
+        )  # fmt: skip
+
+    @staticmethod
+    def _lines(movers, levels):
+        """(P, S) each mover's line: the servers' ``levels`` (S,), its own as -1."""
+        own = jnp.arange(levels.shape[0])[None, :] == movers[:, None]
+        return jnp.where(own, -1, levels[None, :])
+
+    def recall(self, movers, levels):
+        """``(known, best, level)``, (P,) each: whether each mover's line at ``levels``
+        is remembered, and its best there."""
+        match = (self.mover[None, :] == movers[:, None]) & jnp.all(
+            self.levels[None] == self._lines(movers, levels)[:, None], axis=2
+        )  # (P, W)
+        entry = jnp.argmax(match, axis=1)
+        return jnp.any(match, axis=1), self.best[entry], self.level[entry]
+
+    def remember(self, movers, levels, best, level, keep) -> LineMemory:
+        """With each mover's ``best`` and ``level`` (P,) on its line at ``levels`` added
+        where ``keep`` (P,) holds."""
+        lines, memory = self._lines(movers, levels), self
+        for p in range(movers.shape[0]):
+            at = memory.written % memory.mover.shape[0]
+            old = (memory.mover, memory.levels, memory.best, memory.level)
+            new = (movers[p].astype(jnp.int32), lines[p], best[p], level[p])
+            pairs = zip(old, new, strict=True)
+            put = [x.at[at].set(jnp.where(keep[p], y, x[at])) for x, y in pairs]
+            memory = LineMemory(*put, memory.written + keep[p].astype(jnp.int32))
+        return memory
 
 
 def best_response_turn(
-    scenario: Scenario, options: Options, settings: GameSettings, table, steps, turn
+    scenario: Scenario, options: Options, settings: GameSettings, table, steps, turn,
+    memory: LineMemory | None = None,
 ):  # fmt: skip
     """The steps after the movers of ``turn`` each take their best grid price, where it
-    gains more than ``min_gain``; from the game's :class:`~edgesplit.game.grid.OfferTable`
-    where the number of levels is known (else ``table`` is None)."""
+    gains more than ``min_gain``, and the :class:`LineMemory` after it; from the game's
+    :class:`~edgesplit.game.grid.OfferTable` where the number of levels is known (else
+    ``table`` and ``memory`` are None), searching only the lines not remembered."""
     servers = scenario.servers
     movers = turn_movers(settings, servers.num_servers, turn)
     price_crb, price_rrb = prices_at(servers, steps)
     _, here, _ = markets_at(scenario, options, settings, price_crb[None], price_rrb[None])
+    floor = here[0, movers]
     if table is None:
-        best, level = best_on_grid(
-            scenario, options, settings, price_crb, price_rrb, movers, here[0, movers]
-        )
+        best, level = best_on_grid(scenario, options, settings, price_crb, price_rrb, movers, floor)
     else:
+        levels = steps[:, 0]
+        known, known_best, known_level = memory.recall(movers, levels)
         best, level = best_on_table(
-            scenario, options, settings, table, steps[:, 0], movers, here[0, movers]
+            scenario, options, settings, table, levels, movers, floor, skip=known
         )
-    moves = (best - here[0, movers] > settings.min_gain) & servers.active[movers]
+        best = jnp.where(known, known_best, best)
+        level = jnp.where(known, known_level, level)
+        memory = memory.remember(movers, levels, best, level, ~known & (best >= floor))
+    # A best below the floor (where none reaches it) gains nothing: no move.
+    moves = (best - floor > settings.min_gain) & servers.active[movers]
     rows = jnp.where(moves[:, None], level[:, None], steps[movers])
-    return steps.at[movers].set(rows)
+    return steps.at[movers].set(rows), memory
 
 
 def best_response_round(
-    scenario: Scenario, options: Options, settings: GameSettings, table, steps
+    scenario: Scenario, options: Options, settings: GameSettings, table, steps, memory=None
 ):  # fmt: skip
-    """The steps after one round of the ``best_response`` rule from ``steps``."""
+    """The steps after one round of the ``best_response`` rule from ``steps``, and the
+    :class:`LineMemory` after it (None without a table)."""
     return jax.lax.fori_loop(
         0,
         turns_per_round(settings, scenario.servers.num_servers),
-        lambda turn, steps: best_response_turn(scenario, options, settings, table, steps, turn),
-        steps,
+        lambda turn, carry: best_response_turn(
+            scenario, options, settings, table, carry[0], turn, carry[1]
+        ),
+        (steps, memory),
     )
 
 
 def play_best_response(
     scenario: Scenario, options: Options, settings: GameSettings, table=None
-) -> GameState:  # fmt: skip
-    """The ``best_response`` rule from the maximum prices, to its end: every turn's moves
-    from ``table`` (:func:`~edgesplit.game.grid.offer_table`) where given, else each
-    turn's grid searched afresh (:func:`~edgesplit.game.grid.best_on_grid`)."""
+) -> tuple[GameState, LineMemory | None]:  # fmt: skip
+    """The ``best_response`` rule from the maximum prices, to its end, and the lines
+    remembered at the end: every turn's moves from ``table``
+    (:func:`~edgesplit.game.grid.offer_table`) where given, the lines of the last
+    ``cycle_window`` rounds remembered (:class:`LineMemory`), else each turn's grid
+    searched afresh (:func:`~edgesplit.game.grid.best_on_grid`; no memory)."""
+    servers = scenario.servers
     status = jnp.where(options.servers_play, RUNNING, Status.CONVERGED).astype(jnp.int32)
-    steps, recent, checkpoint = state_after_descent(scenario.servers, 0, settings.cycle_window)
+    steps, recent, checkpoint = state_after_descent(servers, 0, settings.cycle_window)
+    memory = None
+    if table is not None:
+        size = settings.cycle_window * servers.num_servers  # every mover of those rounds
+        memory = LineMemory.empty(servers.num_servers, size, table.price.dtype)
 
-    def advance(state: GameState) -> GameState:
-        return end_round(
-            settings, state, best_response_round(scenario, options, settings, table, state.steps)
-        )
+    def advance(carry):
+        state, memory = carry
+        steps, memory = best_response_round(scenario, options, settings, table, state.steps, memory)
+        return end_round(settings, state, steps), memory
 
-    return jax.lax.while_loop(
-        lambda state: state.running,
-        advance,
-        GameState(steps, jnp.int32(0), status, recent, checkpoint, jnp.int32(0)),
-    )
+    start = GameState(steps, jnp.int32(0), status, recent, checkpoint, jnp.int32(0))
+    return jax.lax.while_loop(lambda carry: carry[0].running, advance, (start, memory))
 
 
 def cycle_means(

@@ -24,8 +24,7 @@ from edgesplit.config import GameSettings
 from edgesplit.game.admission import admission_pass, admitting, open_market
 from edgesplit.game.algorithm1 import Status
 from edgesplit.game.best_response import IDLE, choose_offer
-from edgesplit.game.grid import OfferTable, offer_table, offers_at
-from edgesplit.game.market import server_sales
+from edgesplit.game.grid import OfferTable, offer_table, offers_at, pass_bounds
 from edgesplit.game.market_queue import fold_markets
 from edgesplit.game.prices import top_step
 from edgesplit.model.scenario import Scenario
@@ -37,11 +36,6 @@ PROFILE_SLOTS = 128
 SETTLED_PER_ROUND = 512
 """Markets a round of :func:`settle_needed` settles at most: the bounds are tightened
 between rounds, so smaller rounds settle fewer markets in all, in more rounds."""
-
-BOUND_SLACK = 1e-9
-"""Relative width added to each side of an unsettled profile's bounds, far above the
-rounding of the utilities they bound (so that a bound never excludes a market's own
-computed utility)."""
 
 
 @jax.tree_util.register_dataclass
@@ -74,10 +68,8 @@ def first_passes(
 ) -> ProfileBounds:  # fmt: skip
     """Every profile's first admission pass, a choice among its servers' table entries.
 
-    A pass after which every device is settled settles the market. Otherwise devices
-    admitted stay admitted, so a server earns at least what the pass sold it, less the
-    blocks it has left at a negative margin, and at most that plus what its pending
-    devices could pay it (``table.most_paid``), at most what it has left. Where no
+    A pass after which every device is settled settles the market; otherwise it bounds
+    each server's utility there (:func:`~edgesplit.game.grid.pass_bounds`). Where no
     server plays, every utility is 0 and known."""
     servers = scenario.servers
     count, _, profile = profile_numbering(servers, settings.price_levels)
@@ -91,18 +83,9 @@ def first_passes(
         asks = ~free.settled & (request.server != IDLE)  # padding stays idle
         request = dataclasses.replace(request, server=jnp.where(asks, request.server, IDLE))
         first = admission_pass(scenario, price, price, lambda *_: request, free)
-        value = server_sales(scenario, first.choice, price, price)[0]
-        margin = jnp.stack([price - servers.cost_crb, price - servers.cost_rrb])  # (2, S)
-        blocks_left = jnp.stack([first.crbs_left, first.rrbs_left])
-        left = jnp.sum(blocks_left * jnp.maximum(margin, 0.0), axis=0)
-        at_a_loss = jnp.sum(blocks_left * jnp.minimum(margin, 0.0), axis=0)
-        pending = jnp.where(first.settled[:, None], 0.0, table.most_paid[level, :, columns].T)
-        gain = jnp.minimum(jnp.sum(pending, axis=0), left)
-        slack = BOUND_SLACK * jnp.maximum(jnp.abs(value) + left - at_a_loss, 1.0)
-        settled = ~admitting(scenario, first)
-        lower = jnp.where(settled, value, value + at_a_loss - slack)
-        upper = jnp.where(settled, value, value + gain + slack)
-        return lower, upper, settled
+        paid = table.most_paid[level, :, columns].T
+        _, lower, upper = pass_bounds(scenario, price, first, paid)
+        return lower, upper, ~admitting(scenario, first)
 
     # 16 lines of profiles at a time: faster than 1, 4 or 64 (measured).
     lower, upper, settled = jax.lax.map(

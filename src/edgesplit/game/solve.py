@@ -68,19 +68,27 @@ class Solution:
 
 def certify(
     scenario, options, settings, price_crb, price_rrb, choice, market_utility, outcome: Outcome,
-    regret=None, table=None,
+    regret=None, table=None, lines=None,
 ) -> Solution:  # fmt: skip
     """The solution whose devices settled on ``choice`` at these prices, where the leader
     rule's ``outcome`` left them, with its certificates; the servers' utility in the
     market there and after each of their ±Δ moves is ``market_utility`` (1 + S·C, S). The
     servers' ``regret`` (:func:`~edgesplit.game.grid.server_regret`) is computed here
     unless given, from the game's ``table`` of offers where given (joint prices, at the
-    outcome's levels)."""
+    outcome's levels), and the best of the lines there that ``best_response`` remembers
+    (``lines``, a :class:`~edgesplit.game.leaders.LineMemory`) where given."""
     utility, crbs_sold, rrbs_sold = server_sales(scenario, choice, price_crb, price_rrb)
     if regret is None and table is None:
         regret = server_regret(scenario, options, settings, price_crb, price_rrb, utility)
     elif regret is None:  # joint prices: each server's level is its steps' first column
-        regret = regret_on_table(scenario, options, settings, table, outcome.steps[:, 0], utility)
+        levels = outcome.steps[:, 0]
+        known = known_best = None
+        if lines is not None:
+            movers = jnp.arange(scenario.servers.num_servers)
+            known, known_best, _ = lines.recall(movers, levels)
+        regret = regret_on_table(
+            scenario, options, settings, table, levels, utility, known, known_best
+        )
     cycle_devices, cycle_servers = cycle_means(
         scenario, options, settings, outcome, choice.utility, utility
     )
@@ -120,7 +128,7 @@ def solve(scenario: Scenario, scheme, settings: GameSettings = GameSettings()) -
     table = None
     if settings.leader == "best_response" and settings.price_levels:
         table = offer_table(scenario, options, settings)
-    outcome = play_leader(scenario, options, settings, table)
+    outcome, lines = play_leader(scenario, options, settings, table)
     choices, utility, _ = markets_at(
         scenario, options, settings,
         *jax.vmap(partial(prices_at, scenario.servers))(
@@ -130,7 +138,7 @@ def solve(scenario: Scenario, scheme, settings: GameSettings = GameSettings()) -
     price_crb, price_rrb = prices_at(scenario.servers, outcome.steps)
     return certify(
         scenario, options, settings, price_crb, price_rrb, jax.tree.map(lambda x: x[0], choices),
-        utility, outcome, table=table,
+        utility, outcome, table=table, lines=lines,
     )  # fmt: skip
 
 
