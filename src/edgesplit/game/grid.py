@@ -119,9 +119,10 @@ def _blocks_of(servers, kind: str):
 def first_passes(game: ScreenGame, settings: GameSettings):
     """``passes(levels, bounded_from)``: every server's move to each of ``levels`` (B,) on
     each line, the others at ``price_crb``/``price_rrb``, after its market's first
-    admission pass: whether that settled it, the mover's utility there if so, and a
-    bound on its utility at every price from that of ``bounded_from`` (B, <= levels)
-    down to that of ``levels``, however the market settles; (S, L, B) each. Where
+    admission pass: whether that settled it, the mover's utility there if so (else a
+    lower bound on it, :func:`pass_bounds`), and a bound on its utility at every price
+    from that of ``bounded_from`` (B, <= levels) down to that of ``levels``, however the
+    market settles; (S, L, B) each. Where
     ``bounded_from`` is ``levels``, the bound is at that price alone, and tighter.
 
     With every server's blocks all free, the devices' options at a server depend only
@@ -177,7 +178,10 @@ def first_passes(game: ScreenGame, settings: GameSettings):
         has_rrbs = jnp.where(alone, first.rrbs_left[server], all_rrbs[server])
         capacity = has_crbs * margin_crb + has_rrbs * margin_rrb
         bound = jnp.where(alone, value, 0.0) + jnp.minimum(demand, capacity)
-        return ~admitting(scenario, first), value, bound
+        settled = ~admitting(scenario, first)
+        # Unsettled, the move still earns at least this (pass_bounds).
+        lower = pass_bounds(scenario, moved_crb, moved_rrb, first, jnp.zeros_like(mixed.utility))[1]
+        return settled, jnp.where(settled, value, lower[server]), bound
 
     def passes(levels, bounded_from):
         crb, rrb = move_prices(servers, settings, price_crb, price_rrb, levels)  # (L, B, S)
@@ -225,9 +229,9 @@ def screen(games: ScreenGame, settings: GameSettings, movers):
 
     First the moves to the lowest price of each block worth it (``games.worth``),
     bounding every move in their blocks; then, level by level, the blocks whose bound
-    reaches the best known (``floor``, or a move settled at a block's lowest price). The
-    moves to the other blocks' levels come out unsettled and bounded by -inf: none of
-    them can reach the best. Both are a queue of work over the whole batch,
+    reaches the best known (``floor``, or a move's value or lower bound at a block's
+    lowest price). The moves to the other blocks' levels come out unsettled and bounded
+    by -inf: none of them can reach the best. Both are a queue of work over the whole batch,
     :data:`SCREEN_SLOTS` items a step (an item: a game's next :data:`LEVEL_BLOCK` block
     ends, or one of its open blocks), so that no game waits for another and the first
     passes are compiled once."""
@@ -250,8 +254,8 @@ def screen(games: ScreenGame, settings: GameSettings, movers):
 
     def opened(coarse):
         """(N, blocks) which blocks to screen level by level."""
-        settled, value, bound = (x[:count, ..., :blocks] for x in coarse)
-        known = jnp.where((last <= games.top[..., None, None]) & settled, value, -jnp.inf)
+        _, value, bound = (x[:count, ..., :blocks] for x in coarse)
+        known = jnp.where(last <= games.top[..., None, None], value, -jnp.inf)
         lower = jnp.maximum(jnp.max(known, axis=(2, 3)), games.floor)
         reach = bound >= _below(lower)[..., None, None]
         return games.worth & jnp.any(reach, axis=(1, 2))
@@ -387,7 +391,7 @@ def open_moves(games: ScreenGame, settings: GameSettings, movers) -> OpenMoves:
     def left(top, floor, settled, value, bound):
         valid = jnp.arange(settings.price_levels)[None, None, :] <= top[:, None, None]
         known = jnp.where(valid & settled, value, -jnp.inf)
-        lower = jnp.maximum(jnp.max(known, axis=(1, 2)), floor)
+        lower = jnp.maximum(jnp.max(jnp.where(valid, value, -jnp.inf), axis=(1, 2)), floor)
         still = valid & ~settled & (bound >= _below(lower)[:, None, None])
         return OpenMoves.of(known.ravel(), bound.ravel(), still.ravel(), lower)
 
@@ -551,9 +555,9 @@ BOUND_SLACK = 1e-9
 the rounding of the utilities they bound."""
 
 
-def pass_bounds(scenario: Scenario, price, first, most_paid):
+def pass_bounds(scenario: Scenario, price_crb, price_rrb, first, most_paid):
     """Each server's utility (eq. 11) after a market's first admission pass ``first``
-    at joint prices ``price`` (S,), and bounds on it however the market settles (its
+    at these prices (S,) each, and bounds on it however the market settles (its
     utility where the pass settled it), ``(value, lower, upper)``, (S,) each;
     ``most_paid`` (M, S) is the most each device could pay each server there
     (:class:`OfferTable`). Devices admitted stay admitted, so a server earns at least
@@ -561,8 +565,8 @@ def pass_bounds(scenario: Scenario, price, first, most_paid):
     that plus what its pending devices could pay it, at most what it has left; each
     bound widened by :data:`BOUND_SLACK`."""
     servers = scenario.servers
-    value = server_sales(scenario, first.choice, price, price)[0]
-    margin = jnp.stack([price - servers.cost_crb, price - servers.cost_rrb])  # (2, S)
+    value = server_sales(scenario, first.choice, price_crb, price_rrb)[0]
+    margin = jnp.stack([price_crb - servers.cost_crb, price_rrb - servers.cost_rrb])  # (2, S)
     blocks_left = jnp.stack([first.crbs_left, first.rrbs_left])
     left = jnp.sum(blocks_left * jnp.maximum(margin, 0.0), axis=0)
     at_a_loss = jnp.sum(blocks_left * jnp.minimum(margin, 0.0), axis=0)
@@ -606,7 +610,7 @@ def best_on_table(
         server, moved, request = move(mover, level)
         first = admission_pass(scenario, moved, moved, lambda *_: request, free)
         paid = table.most_paid[levels.at[server].set(level.astype(levels.dtype)), :, columns].T
-        value, lower, upper = pass_bounds(scenario, moved, first, paid)
+        value, lower, upper = pass_bounds(scenario, moved, moved, first, paid)
         return ~admitting(scenario, first), value[server], lower[server], upper[server]
 
     every = jnp.arange(settings.price_levels)

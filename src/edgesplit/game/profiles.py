@@ -84,7 +84,7 @@ def first_passes(
         request = dataclasses.replace(request, server=jnp.where(asks, request.server, IDLE))
         first = admission_pass(scenario, price, price, lambda *_: request, free)
         paid = table.most_paid[level, :, columns].T
-        _, lower, upper = pass_bounds(scenario, price, first, paid)
+        _, lower, upper = pass_bounds(scenario, price, price, first, paid)
         return lower, upper, ~admitting(scenario, first)
 
     # 16 lines of profiles at a time: faster than 1, 4 or 64 (measured).
