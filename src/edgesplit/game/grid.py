@@ -122,8 +122,8 @@ def first_passes(game: ScreenGame, settings: GameSettings):
     admission pass: whether that settled it, the mover's utility there if so (else a
     lower bound on it, :func:`pass_bounds`), and a bound on its utility at every price
     from that of ``bounded_from`` (B, <= levels) down to that of ``levels``, however the
-    market settles; (S, L, B) each. Where
-    ``bounded_from`` is ``levels``, the bound is at that price alone, and tighter.
+    market settles; (S, L, B) each. Where ``bounded_from`` is ``levels``, the bound is at
+    that price alone, and tighter.
 
     With every server's blocks all free, the devices' options at a server depend only
     on that server's prices: one table of options per level serves every server's move
@@ -178,9 +178,10 @@ def first_passes(game: ScreenGame, settings: GameSettings):
         has_rrbs = jnp.where(alone, first.rrbs_left[server], all_rrbs[server])
         capacity = has_crbs * margin_crb + has_rrbs * margin_rrb
         bound = jnp.where(alone, value, 0.0) + jnp.minimum(demand, capacity)
+        # Left unsettled, the move still earns at least its lower bound (what is paid
+        # is not needed for that one).
+        _, lower, _ = pass_bounds(scenario, moved_crb, moved_rrb, first, 0.0)
         settled = ~admitting(scenario, first)
-        # Unsettled, the move still earns at least this (pass_bounds).
-        lower = pass_bounds(scenario, moved_crb, moved_rrb, first, jnp.zeros_like(mixed.utility))[1]
         return settled, jnp.where(settled, value, lower[server]), bound
 
     def passes(levels, bounded_from):
@@ -373,7 +374,7 @@ class OpenMoves:
     bound: jax.Array  # (P·L·K,) at least the mover's utility, however the market settles
     order: jax.Array  # (P·L·K,) int32, the open moves' indices first, then the others
     count: jax.Array  # () int32, open moves
-    lower: jax.Array  # (P,) at most each mover's best: its best known, or floor
+    lower: jax.Array  # (P,) at most each mover's best: its best known or lower bound, or floor
 
     @classmethod
     def of(cls, known, bound, still, lower) -> OpenMoves:

@@ -124,10 +124,10 @@ def settle(
             bounds.known.at[index].set(True, mode="drop"),
         )
 
+    count_wanted = jnp.minimum(jnp.sum(wanted, dtype=jnp.int32), most)
     return fold_markets(
-        scenario, options, settings, jnp.minimum(jnp.sum(wanted, dtype=jnp.int32), most),
-        prices_of, record,
-        bounds, slots=PROFILE_SLOTS,
+        scenario, options, settings, count_wanted, prices_of, record, bounds,
+        slots=PROFILE_SLOTS,
         first_request=lambda index: _request(scenario, options, table, at(index)),
     )  # fmt: skip
 
