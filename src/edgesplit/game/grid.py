@@ -154,7 +154,9 @@ def first_passes(game: ScreenGame, settings: GameSettings):
         first = admission_pass(
             scenario, moved_crb, moved_rrb, lambda *_: request, open_market(scenario)
         )
-        value = server_sales(scenario, first.choice, moved_crb, moved_rrb)[0][server]
+        # What the pass sold, and at least what the move earns if it left MDs pending.
+        value, lower, _ = pass_bounds(scenario, moved_crb, moved_rrb, first, 0.0)
+        value, lower = value[server], lower[server]
         # A device offloads only to an offer within 1e-12 of its best (choose_offer) and
         # above its local option and idling. At this price or a higher one its best offer
         # is at most the best here (or its alternative), which bounds that slack.
@@ -178,11 +180,7 @@ def first_passes(game: ScreenGame, settings: GameSettings):
         has_rrbs = jnp.where(alone, first.rrbs_left[server], all_rrbs[server])
         capacity = has_crbs * margin_crb + has_rrbs * margin_rrb
         bound = jnp.where(alone, value, 0.0) + jnp.minimum(demand, capacity)
-        # Left unsettled, the move still earns at least its lower bound (what is paid
-        # is not needed for that one).
-        _, lower, _ = pass_bounds(scenario, moved_crb, moved_rrb, first, 0.0)
-        settled = ~admitting(scenario, first)
-        return settled, jnp.where(settled, value, lower[server]), bound
+        return ~admitting(scenario, first), lower, bound
 
     def passes(levels, bounded_from):
         crb, rrb = move_prices(servers, settings, price_crb, price_rrb, levels)  # (L, B, S)

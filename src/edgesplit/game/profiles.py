@@ -168,15 +168,16 @@ def search(scenario: Scenario, settings: GameSettings, bounds: ProfileBounds) ->
     unsettled profile on them has an upper bound above the largest lower one."""
     servers = scenario.servers
     num_servers, levels = servers.num_servers, settings.price_levels
-    count, top, profile = profile_numbering(servers, levels)
+    _, top, _ = profile_numbering(servers, levels)
     shape = (levels,) * num_servers
     level = jnp.arange(levels)
     lower, upper = bounds.lower.reshape(*shape, -1), bounds.upper.reshape(*shape, -1)
     known = bounds.known.reshape(shape)
-    valid = jnp.all(jax.vmap(profile)(jnp.arange(count)) <= top, axis=1).reshape(shape)
+    valid = jnp.ones(shape, bool)  # every server at or below its last level
     lines = []
     for s in range(num_servers):
         own = level.reshape([-1 if axis == s else 1 for axis in range(num_servers)]) <= top[s]
+        valid &= own
         best_low = jnp.max(jnp.where(own, lower[..., s], -jnp.inf), axis=s, keepdims=True)
         best_high = jnp.max(jnp.where(own, upper[..., s], -jnp.inf), axis=s, keepdims=True)
         lines.append((s, own, best_low, best_high))
