@@ -101,6 +101,36 @@ def test_the_screen_skips_blocks_and_the_regret_stays_exact(rng):
     assert skipped > 0 and screened > 0, (skipped, screened)
 
 
+def test_a_move_reaches_as_its_rule_says(rng):
+    """The screen's rule (grid._reaching), against its statement in loops: a move or range
+    reaches when its bound is at least the best lower bound (or floor, to within the
+    slack of ties) and above every utility settled before it; values drawn from a few
+    integers, so that ties are everywhere."""
+    shape = (3, 2, 7)  # movers, lines, levels or ranges
+    for _ in range(20):
+        settled = rng.random(shape) < 0.6
+        value = rng.integers(0, 4, shape).astype(float)
+        bound = np.where(
+            settled & (rng.random(shape) < 0.5), value, value + rng.integers(0, 3, shape)
+        )
+        valid = rng.random(shape) < 0.9
+        floor = rng.integers(0, 4, shape[0]).astype(float)
+        reach, lower = grid._reaching(*map(jnp.asarray, (settled, value, bound, valid, floor)))
+        for p in range(shape[0]):
+            least = max([floor[p]] + [value[p][i] for i in np.ndindex(shape[1:]) if valid[p][i]])
+            assert float(lower[p]) == least
+            for i in np.ndindex(shape[1:]):
+                before = [
+                    value[p][j]
+                    for j in np.ndindex(shape[1:])
+                    if j < i and valid[p][j] and settled[p][j]
+                ]
+                expected = bound[p][i] >= least - 1e-12 * max(abs(least), 1.0) and all(
+                    bound[p][i] > v for v in before
+                )
+                assert bool(reach[p][i]) == expected, (p, i)
+
+
 def test_the_offer_table_gives_each_servers_best_move_as_the_reference(rng):
     """At random grid prices where capacities bind: every server's best move found from
     the game's table of offers (as best_response's turns find it: first passes from the

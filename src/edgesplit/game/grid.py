@@ -12,9 +12,11 @@ so the best found, and the regret, are lower bounds.
 
 With the number of levels known (``GameSettings.price_levels``, which the sweep and
 scenario files fit), the moves are screened (:func:`screen`): blocks of levels whose
-bound cannot beat what is known are skipped, a move its market's first admission pass
-settles is known, and only the others that may be best are settled in full, highest
-bound first, each passed over once the best found is above its bound. Otherwise every
+bound cannot beat what is known, or whose bound is no more than a utility known at a
+higher price (equal at best, they come after it among ties), are skipped; a move its
+market's first admission pass settles is known, and only the others that may be best are
+settled in full, highest bound first, each passed over once the best found is above its
+bound. Otherwise every
 move is settled, the number of levels then traced (it follows max_price / Δ). Either
 way the markets are settled a few at a time per scenario
 (:mod:`edgesplit.game.market_queue`), none stored.
@@ -253,10 +255,9 @@ def screen(games: ScreenGame, settings: GameSettings, movers):
 
     def opened(coarse):
         """(N, blocks) which blocks to screen level by level."""
-        _, value, bound = (x[:count, ..., :blocks] for x in coarse)
-        known = jnp.where(last <= games.top[..., None, None], value, -jnp.inf)
-        lower = jnp.maximum(jnp.max(known, axis=(2, 3)), games.floor)
-        reach = bound >= _below(lower)[..., None, None]
+        settled, value, bound = (x[:count, ..., :blocks] for x in coarse)
+        valid = last <= games.top[..., None, None]
+        reach = jax.vmap(_reaching)(settled, value, bound, valid, games.floor)[0]
         return games.worth & jnp.any(reach, axis=(1, 2))
 
     def item_of(counts, item):
@@ -325,6 +326,27 @@ def _one(tree):
     return jax.tree.map(lambda x: x[None], tree)
 
 
+def _reaching(settled, value, bound, valid, floor):
+    """``(reach, lower)``: which of each mover's moves, or ranges of moves, may hold its
+    best or the first level of it, (P, L, B), and at most its best (or ``floor``), (P,).
+
+    From the first passes of moves ``valid`` (the ranges' lowest prices): ``settled``,
+    ``value`` (the utility, else a lower bound) and the ``bound`` of each move or range,
+    (P, L, B) each, lines and levels in the grid's order. A move reaches with a bound at
+    least ``lower`` (to within the slack of ties) and above every utility settled before
+    it: below one of those, it can neither beat the best nor come first among ties."""
+    lower = jnp.maximum(jnp.max(jnp.where(valid, value, -jnp.inf), axis=(1, 2)), floor)
+    settled_value = jnp.where(valid & settled, value, -jnp.inf).reshape(value.shape[0], -1)
+    before = jnp.concatenate(
+        [
+            jnp.full_like(settled_value[:, :1], -jnp.inf),
+            jax.lax.cummax(settled_value, axis=1)[:, :-1],
+        ],
+        axis=1,
+    ).reshape(value.shape)
+    return (bound >= _below(lower)[:, None, None]) & (bound > before), lower
+
+
 def _below(lower):
     """What a move must reach to be kept: ``lower`` less the slack within which values
     count as equal (:func:`~edgesplit.game.best_response.first_maximum`)."""
@@ -390,9 +412,8 @@ def open_moves(games: ScreenGame, settings: GameSettings, movers) -> OpenMoves:
     def left(top, floor, settled, value, bound):
         valid = jnp.arange(settings.price_levels)[None, None, :] <= top[:, None, None]
         known = jnp.where(valid & settled, value, -jnp.inf)
-        lower = jnp.maximum(jnp.max(jnp.where(valid, value, -jnp.inf), axis=(1, 2)), floor)
-        still = valid & ~settled & (bound >= _below(lower)[:, None, None])
-        return OpenMoves.of(known.ravel(), bound.ravel(), still.ravel(), lower)
+        reach, lower = _reaching(settled, value, bound, valid, floor)
+        return OpenMoves.of(known.ravel(), bound.ravel(), (valid & ~settled & reach).ravel(), lower)
 
     return jax.vmap(left)(games.top, games.floor, *screen(games, settings, movers))
 
@@ -618,10 +639,10 @@ def best_on_table(
     )(jnp.arange(movers.shape[0]))  # (P, K)
     valid = every[None, :] <= _top(scenario, options, movers)[:, None]
     known = jnp.where(valid & settled, value, -jnp.inf)
-    # A move the first pass leaves open still earns its lower bound: no move below that
-    # can be best.
-    least = jnp.maximum(jnp.max(jnp.where(valid, lower, -jnp.inf), axis=1), floor)
-    still = valid & ~settled & (bound >= _below(least)[:, None])
+    # A move the first pass leaves open still earns its lower bound (its utility where
+    # settled): no move below that can be best.
+    reach, least = _reaching(*(x[:, None] for x in (settled, lower, bound, valid)), floor)
+    still = valid & ~settled & reach[:, 0]
     if skip is not None:
         still &= ~skip[:, None]
     moves = OpenMoves.of(known.ravel(), bound.ravel(), still.ravel(), least)
