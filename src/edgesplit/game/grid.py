@@ -12,13 +12,12 @@ so the best found, and the regret, are lower bounds.
 
 With the number of levels known (``GameSettings.price_levels``, which the sweep and
 scenario files fit), the moves are screened (:func:`screen`): blocks of levels whose
-bound cannot beat what is known, or whose bound is no more than a utility known at a
-higher price (equal at best, they come after it among ties), are skipped; a move its
-market's first admission pass settles is known, and only the others that may be best are
-settled in full, highest bound first, each passed over once the best found is above its
-bound. Otherwise every
-move is settled, the number of levels then traced (it follows max_price / Δ). Either
-way the markets are settled a few at a time per scenario
+bound cannot beat what is known, or is no more than a utility known at a higher price
+(equal at best, they come after it among ties), are skipped; a move its market's first
+admission pass settles is known, and only the others that may be best are settled in
+full, highest bound first, each passed over once the best found is above its bound.
+Otherwise every move is settled, the number of levels then traced (it follows max_price
+/ Δ). Either way the markets are settled a few at a time per scenario
 (:mod:`edgesplit.game.market_queue`), none stored.
 
 A game that searches its grid again and again (the ``best_response`` rule) makes one
@@ -337,13 +336,9 @@ def _reaching(settled, value, bound, valid, floor):
     it: below one of those, it can neither beat the best nor come first among ties."""
     lower = jnp.maximum(jnp.max(jnp.where(valid, value, -jnp.inf), axis=(1, 2)), floor)
     settled_value = jnp.where(valid & settled, value, -jnp.inf).reshape(value.shape[0], -1)
-    before = jnp.concatenate(
-        [
-            jnp.full_like(settled_value[:, :1], -jnp.inf),
-            jax.lax.cummax(settled_value, axis=1)[:, :-1],
-        ],
-        axis=1,
-    ).reshape(value.shape)
+    best_so_far = jax.lax.cummax(settled_value, axis=1)
+    before = jnp.pad(best_so_far[:, :-1], ((0, 0), (1, 0)), constant_values=-jnp.inf)
+    before = before.reshape(value.shape)
     return (bound >= _below(lower)[:, None, None]) & (bound > before), lower
 
 
