@@ -8,10 +8,10 @@
 # It installs edgesplit as the README tells a cluster user (pip install -e '.[cuda]'),
 # offline from .whl/ into a virtual environment in /tmp that sees the image's packages
 # (the image's python3 is itself a venv's, so --system-site-packages would not), runs
-# `scripts/bench.py --device gpu --preset gpu-check` (the parts lanes, million and
-# batches, the report written as each ends; cut at 7 minutes), copies bench-gpu.md
-# and .json from results/bench/ to $OUT (when set). It changes nothing outside /tmp and this tree: no
-# device settings, no global packages, its compile cache in /tmp.
+# `scripts/bench.py --device gpu --preset gpu-check` (the parts lanes, batches and
+# million, the report written as each ends; cut at 7 minutes), copies bench-gpu.md and
+# .json from results/bench/ to $OUT (when set). It changes nothing outside /tmp and this
+# tree: no device settings, no global packages, its compile cache in /tmp.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 venv=/tmp/edgesplit-gpu
