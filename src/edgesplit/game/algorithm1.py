@@ -212,15 +212,6 @@ def advance(
     return end_round(settings, state, play_round(scenario, options, settings, state.steps))
 
 
-def play(scenario: Scenario, options: Options, settings: GameSettings) -> GameState:
-    """Algorithm 1 from the maximum prices, to its end."""
-    return jax.lax.while_loop(
-        lambda state: state.running,
-        lambda state: advance(scenario, options, settings, state),
-        start(scenario, options, settings),
-    )
-
-
 def final_markets(servers: Servers, settings: GameSettings, steps):
     """(1 + S·C, S, 2) the markets that certify a game ended at ``steps``: the prices as
     they are, then each server's moves of Algorithm 1 (a simultaneous round's markets)."""

@@ -24,6 +24,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -33,13 +34,14 @@ from edgesplit.game.algorithm1 import (
     RUNNING,
     GameState,
     Status,
+    advance,
     end_round,
-    play,
+    start,
     turn_movers,
     turns_per_round,
 )
 from edgesplit.game.fast_forward import state_after_descent
-from edgesplit.game.grid import best_on_grid, best_on_table
+from edgesplit.game.grid import best_on_grid, best_on_table, offer_table
 from edgesplit.game.market import markets_at
 from edgesplit.game.market_queue import fold_markets
 from edgesplit.game.prices import prices_at
@@ -77,15 +79,61 @@ def play_leader(
     """The price game under ``settings.leader``, to its end, and the lines whose best
     ``best_response`` remembers (:class:`LineMemory`; None for the other rules or
     without ``table``); ``best_response`` from the game's
-    :class:`~edgesplit.game.grid.OfferTable` where one is given."""
+    :class:`~edgesplit.game.grid.OfferTable` where one is given. The rounds are those of
+    :func:`first_round_state` and :func:`next_round_state`."""
+    if settings.leader == "enumerate":
+        steps, status, equilibria = enumerate_profiles(scenario, options, settings)
+        zero = jnp.int32(0)
+        return Outcome(steps, zero, status, zero, equilibria, steps[None]), None
+    state, lines = jax.lax.while_loop(
+        lambda carry: carry[0].running,
+        partial(next_round_state, scenario, options, settings, table),
+        first_round_state(scenario, options, settings, table),
+    )
+    return Outcome.of_game(state), lines
+
+
+def rounds_table(scenario: Scenario, options: Options, settings: GameSettings):
+    """The game's table of offers per level (:func:`~edgesplit.game.grid.offer_table`)
+    that ``best_response`` plays its rounds and certifies its outcome from, with the
+    number of levels known; else None. It searches its grid every round, and once more
+    for the certificate, every move's first pass on the same grid: one table serves
+    them all."""
+    if settings.leader == "best_response" and settings.price_levels:
+        return offer_table(scenario, options, settings)
+    return None
+
+
+def first_round_state(
+    scenario: Scenario, options: Options, settings: GameSettings, table=None
+) -> tuple[GameState, LineMemory | None]:  # fmt: skip
+    """Where a rule that plays rounds (``local``, ``best_response``) starts, and its
+    empty memory of lines (``best_response`` with a ``table`` only): Algorithm 1 after
+    its fast-forward (:func:`~edgesplit.game.algorithm1.start`), ``best_response`` at the
+    maximum prices."""
     if settings.leader == "local":
-        return Outcome.of_game(play(scenario, options, settings)), None
-    if settings.leader == "best_response":
-        state, lines = play_best_response(scenario, options, settings, table)
-        return Outcome.of_game(state), lines
-    steps, status, equilibria = enumerate_profiles(scenario, options, settings)
-    zero = jnp.int32(0)
-    return Outcome(steps, zero, status, zero, equilibria, steps[None]), None
+        return start(scenario, options, settings), None
+    servers = scenario.servers
+    status = jnp.where(options.servers_play, RUNNING, Status.CONVERGED).astype(jnp.int32)
+    steps, recent, checkpoint = state_after_descent(servers, 0, settings.cycle_window)
+    memory = None
+    if table is not None:
+        size = settings.cycle_window * servers.num_servers  # every mover of those rounds
+        memory = LineMemory.empty(servers.num_servers, size, table.price.dtype)
+    return GameState(steps, jnp.int32(0), status, recent, checkpoint, jnp.int32(0)), memory
+
+
+def next_round_state(
+    scenario: Scenario, options: Options, settings: GameSettings, table, carry
+) -> tuple[GameState, LineMemory | None]:  # fmt: skip
+    """The game after one more round of its rule and the stop rule, from ``carry`` =
+    (state, memory) as :func:`first_round_state` gives it; a game that has ended stays
+    as it is."""
+    state, memory = carry
+    if settings.leader == "local":
+        return advance(scenario, options, settings, state), memory
+    steps, memory = best_response_round(scenario, options, settings, table, state.steps, memory)
+    return end_round(settings, state, steps), memory
 
 
 @jax.tree_util.register_dataclass
@@ -182,31 +230,6 @@ def best_response_round(
         ),
         (steps, memory),
     )
-
-
-def play_best_response(
-    scenario: Scenario, options: Options, settings: GameSettings, table=None
-) -> tuple[GameState, LineMemory | None]:  # fmt: skip
-    """The ``best_response`` rule from the maximum prices, to its end, and the lines
-    remembered at the end: every turn's moves from ``table``
-    (:func:`~edgesplit.game.grid.offer_table`) where given, the lines of the last
-    ``cycle_window`` rounds remembered (:class:`LineMemory`), else each turn's grid
-    searched afresh (:func:`~edgesplit.game.grid.best_on_grid`; no memory)."""
-    servers = scenario.servers
-    status = jnp.where(options.servers_play, RUNNING, Status.CONVERGED).astype(jnp.int32)
-    steps, recent, checkpoint = state_after_descent(servers, 0, settings.cycle_window)
-    memory = None
-    if table is not None:
-        size = settings.cycle_window * servers.num_servers  # every mover of those rounds
-        memory = LineMemory.empty(servers.num_servers, size, table.price.dtype)
-
-    def advance(carry):
-        state, memory = carry
-        steps, memory = best_response_round(scenario, options, settings, table, state.steps, memory)
-        return end_round(settings, state, steps), memory
-
-    start = GameState(steps, jnp.int32(0), status, recent, checkpoint, jnp.int32(0))
-    return jax.lax.while_loop(lambda carry: carry[0].running, advance, (start, memory))
 
 
 def cycle_means(

@@ -20,8 +20,14 @@ from edgesplit.errors import InputError
 from edgesplit.game.algorithm1 import Status, final_markets
 from edgesplit.game.best_response import Choice
 from edgesplit.game.certificate import device_gains, moved_prices, server_gains
-from edgesplit.game.grid import offer_table, regret_on_table, server_regret
-from edgesplit.game.leaders import NOT_ENUMERATED, Outcome, cycle_means, play_leader
+from edgesplit.game.grid import regret_on_table, server_regret
+from edgesplit.game.leaders import (
+    NOT_ENUMERATED,
+    Outcome,
+    cycle_means,
+    play_leader,
+    rounds_table,
+)
 from edgesplit.game.market import markets_at, server_sales
 from edgesplit.game.prices import prices_at
 from edgesplit.model.scenario import Scenario
@@ -123,11 +129,7 @@ def solve(scenario: Scenario, scheme, settings: GameSettings = GameSettings()) -
             "price_step), number of servers)",
         )
     options = scheme_options(scenario, jnp.asarray(scheme, jnp.int32))
-    # best_response searches its grid every round, and its certificate once more, all
-    # moves' first passes on the same grid: one table of offers serves them all.
-    table = None
-    if settings.leader == "best_response" and settings.price_levels:
-        table = offer_table(scenario, options, settings)
+    table = rounds_table(scenario, options, settings)
     outcome, lines = play_leader(scenario, options, settings, table)
     choices, utility, _ = markets_at(
         scenario, options, settings,
