@@ -11,11 +11,12 @@ import pytest
 import edgesplit
 from conftest import tiny_problem
 from edgesplit import reference
+from edgesplit.analysis.statistics import summary
+from edgesplit.analysis.tables import summary_table
 from edgesplit.config import GameSettings
 from edgesplit.game import grid, profiles
 from edgesplit.game.prices import top_step
 from edgesplit.game.solve import solve, solve_at_prices
-from edgesplit.io.analysis import summary_table
 from edgesplit.io.scenario_file import parse_scenario
 from edgesplit.io.sweep_file import parse_sweep
 from edgesplit.model.scenario import pad_scenario, stack
@@ -452,8 +453,17 @@ def test_leader_rules_are_a_sweep_axis(tmp_path):
             both[name].sel(leader="best_response").values, expected[name].values,
             rtol=1e-12, err_msg=name,
         )  # fmt: skip
-    table = summary_table(both)
+    table = summary_table(summary(both))
     assert "best_response" in table and "equilibrium" in table
     # A converged best-response game is an equilibrium on the grid.
     converged = both.sel(leader="best_response").status.values == 0
     assert np.all(both.sel(leader="best_response").certificate.values[converged] <= 1e-4 + 1e-9)
+    # A topology exported at a point of the rule axis is played by that rule again.
+    exported = parse_scenario(edgesplit.scenario_of(both, 1, leader="best_response",
+                                                    mean_arrival_rate=9))  # fmt: skip
+    assert exported.settings == parse_sweep(alone).game
+    stored = both.sel(scheme="proposed", leader="best_response", mean_arrival_rate=9.0, topology=1)
+    again = solve(exported.scenario, 0, exported.settings)
+    np.testing.assert_array_equal(again.price_crb, stored.price_crb.values)
+    np.testing.assert_array_equal(again.server_regret, stored.server_regret.values)
+    assert int(again.rounds) == int(stored.rounds) and int(again.status) == int(stored.status)

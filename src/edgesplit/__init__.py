@@ -49,6 +49,13 @@ _HOMES = {
     "Sweep": "edgesplit.sweep.spec",
     "run": "edgesplit.sweep.runner",
     "open_store": "edgesplit.sweep.store",
+    # From a store to a conclusion.
+    "compare": "edgesplit.analysis.statistics",
+    "summary": "edgesplit.analysis.statistics",
+    "plot": "edgesplit.analysis.plots",
+    "trace": "edgesplit.analysis.trace",
+    "Trace": "edgesplit.analysis.trace",
+    "scenario_of": "edgesplit.analysis.export",
     # Files.
     "read_sweep": "edgesplit.io.sweep_file",
     "parse_sweep": "edgesplit.io.sweep_file",

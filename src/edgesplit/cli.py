@@ -150,19 +150,76 @@ def _verify(args) -> int:
 
 
 def _summarize(args) -> int:
-    from edgesplit.io.analysis import summary_table
+    from edgesplit.analysis.statistics import compare, summary
+    from edgesplit.analysis.tables import TableFormat, comparison_tables, summary_table
     from edgesplit.sweep.store import open_store
 
-    print(summary_table(open_store(args.store), markdown=args.markdown), end="")
+    form = TableFormat.CSV if args.csv else TableFormat.MARKDOWN if args.markdown else None
+    form = form or TableFormat.TEXT
+    ds = open_store(args.store)
+    if args.baseline is None:
+        for flag in ("along", "variable", "bootstrap"):
+            if getattr(args, flag) is not None:
+                raise InputError(f"--{flag}", "compares schemes or rules: give --baseline too")
+        print(summary_table(summary(ds, args.confidence), form), end="")
+        return 0
+    results = [
+        compare(
+            ds, variable, args.baseline, along=args.along or "scheme",
+            confidence=args.confidence, method="t" if args.bootstrap is None else "bootstrap",
+            resamples=args.bootstrap or 10_000, seed=args.seed,
+        )
+        for variable in args.variable or ["device_utility", "server_utility"]
+    ]  # fmt: skip
+    print(comparison_tables(results, form), end="")
     return 0
 
 
 def _plot(args) -> int:
-    from edgesplit.io.plotting import plot_store
-    from edgesplit.sweep.store import open_store
+    from edgesplit.analysis.plots import plot, save_figure
 
-    plot_store(open_store(args.store), args.output)
+    figure = plot(
+        args.store, baseline=args.baseline, along=args.along or "scheme",
+        confidence=args.confidence, **_selection(args.sel),
+    )  # fmt: skip
+    save_figure(figure, args.output)
     return 0
+
+
+def _trace(args) -> int:
+    from edgesplit.analysis.plots import save_figure, trace_figure
+    from edgesplit.analysis.trace import trace
+    from edgesplit.io.scenario_file import read_scenario
+
+    parsed = read_scenario(args.scenario)
+    traced = trace(parsed.scenario, args.scheme, parsed.settings)
+    if args.output:
+        save_figure(trace_figure(traced), args.output)
+    if args.json:
+        print(json.dumps(traced.to_json(), indent=1, allow_nan=False))
+    else:
+        print(traced.table(), end="")
+    return 0
+
+
+def _export(args) -> int:
+    from edgesplit.analysis.export import scenario_of, write_scenario
+
+    write_scenario(scenario_of(args.store, args.topology, **_selection(args.sel)), args.output)
+    return 0
+
+
+def _selection(pairs: list[str] | None) -> dict[str, str]:
+    """``--sel DIM=VALUE`` options as a dict, each dim once."""
+    selection = {}
+    for pair in pairs or []:
+        dim, equals, value = (part.strip() for part in pair.partition("="))
+        if not (equals and dim and value):
+            raise InputError("--sel", f"must be DIM=VALUE, got {pair!r}")
+        if dim in selection:
+            raise InputError(f"--sel {dim}", "is given twice")
+        selection[dim] = value
+    return selection
 
 
 def _defaults(args) -> int:
@@ -172,15 +229,23 @@ def _defaults(args) -> int:
     return 0
 
 
+SCHEMES = ["proposed", "edge_only", "heuristic", "user_only"]  # Scheme's labels (tested)
+
+
+def _confidence_argument(command) -> None:
+    command.add_argument(
+        "--confidence", type=float, default=0.95, metavar="C",
+        help="confidence level of the intervals (default 0.95)",
+    )  # fmt: skip
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="edgesplit", description=__doc__.splitlines()[0])
     commands = top.add_subparsers(dest="command", required=True)
 
     solve = commands.add_parser("solve", help="solve one scenario file and print JSON")
     solve.add_argument("scenario", help="scenario JSON file")
-    solve.add_argument(
-        "--scheme", default="proposed", choices=["proposed", "edge_only", "heuristic", "user_only"]
-    )
+    solve.add_argument("--scheme", default="proposed", choices=SCHEMES)
     solve.add_argument(
         "--fixed-prices", action="store_true",
         help="skip the price game: devices respond to the prices in the file",
@@ -236,15 +301,76 @@ def parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     verify.set_defaults(run=_verify)
 
-    summarize = commands.add_parser("summarize", help="mean utilities with 95%% CIs of a store")
+    summarize = commands.add_parser(
+        "summarize",
+        help="a store's means and shares with confidence intervals, or paired comparisons",
+    )
     summarize.add_argument("store")
-    summarize.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    form = summarize.add_mutually_exclusive_group()
+    form.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    form.add_argument(
+        "--csv", action="store_true", help="print CSV, every column at full precision"
+    )
+    summarize.add_argument(
+        "--baseline", metavar="LABEL",
+        help="compare every other scheme (or label of --along) with this one, paired over "
+        "the topologies: mean difference, interval, n, p-value",
+    )  # fmt: skip
+    summarize.add_argument(
+        "--along", metavar="DIM",
+        help="the dim whose labels are compared (default scheme; or leader, update, "
+        "joint_price, a swept parameter)",
+    )  # fmt: skip
+    summarize.add_argument(
+        "--variable", action="append", metavar="NAME",
+        help="a stored variable to compare (repeatable; default device_utility and "
+        "server_utility)",
+    )  # fmt: skip
+    summarize.add_argument(
+        "--bootstrap", type=int, metavar="N",
+        help="percentile bootstrap intervals from N resamples instead of Student t",
+    )  # fmt: skip
+    summarize.add_argument("--seed", type=int, default=0, help="the bootstrap's seed (default 0)")
+    _confidence_argument(summarize)
     summarize.set_defaults(run=_summarize)
 
-    plot = commands.add_parser("plot", help="draw the paper's figure for a store")
+    plot = commands.add_parser(
+        "plot", help="draw a store's figure: utilities, equilibrium share, regret, differences"
+    )
     plot.add_argument("store")
     plot.add_argument("-o", "--output", required=True, help="image file (PNG, PDF, SVG)")
+    plot.add_argument(
+        "--sel", action="append", metavar="DIM=VALUE",
+        help="draw the store at this label of DIM (repeatable), leaving one swept parameter",
+    )  # fmt: skip
+    plot.add_argument(
+        "--baseline", metavar="LABEL",
+        help="add panels of the paired differences from this scheme (or label of --along)",
+    )  # fmt: skip
+    plot.add_argument("--along", metavar="DIM", help="the dim --baseline labels (default scheme)")
+    _confidence_argument(plot)
     plot.set_defaults(run=_plot)
+
+    trace = commands.add_parser(
+        "trace", help="play one scenario file's game round by round and print every state"
+    )
+    trace.add_argument("scenario", help="scenario JSON file")
+    trace.add_argument("--scheme", default="proposed", choices=SCHEMES)
+    trace.add_argument("--json", action="store_true", help="print the states as JSON")
+    trace.add_argument("-o", "--output", help="also draw the game into this image file")
+    trace.set_defaults(run=_trace)
+
+    export = commands.add_parser(
+        "export", help="write one topology of a store, at one grid point, as a scenario file"
+    )
+    export.add_argument("store")
+    export.add_argument("--topology", type=int, required=True, help="the topology's index")
+    export.add_argument(
+        "--sel", action="append", metavar="DIM=VALUE",
+        help="the grid point: a label of each swept dim with several (repeatable)",
+    )  # fmt: skip
+    export.add_argument("-o", "--output", required=True, help="scenario JSON file to write")
+    export.set_defaults(run=_export)
 
     defaults = commands.add_parser("defaults", help="print every default parameter and its source")
     defaults.set_defaults(run=_defaults)

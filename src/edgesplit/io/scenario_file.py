@@ -15,7 +15,9 @@ Format (rates in bits/s, cycles in cycles, bits in bits, delays in seconds)::
                "min_gain": 1e-4}
     }
 
-``models`` and ``game`` are optional; a device's ``model`` names an entry of
+``models``, ``game`` and ``source`` are optional (``source``: any object saying where the
+scenario came from, as ``edgesplit export`` writes it; the solver ignores it); a
+device's ``model`` names an entry of
 ``models`` or a built-in model (alexnet, asr, face, vgg). ``price_crb`` and
 ``price_rrb`` are needed only with ``--fixed-prices``.
 
@@ -89,7 +91,12 @@ def parse_scenario(data) -> ScenarioFile:
     """Check a scenario given as parsed JSON and build its arrays."""
     if not isinstance(data, dict):
         raise InputError("scenario", f"must be a JSON object, got {type(data).__name__}")
-    table(data, "", required=("devices", "servers", "rate_per_rrb"), optional=("models", "game"))
+    table(
+        data, "", required=("devices", "servers", "rate_per_rrb"),
+        optional=("models", "game", "source"),
+    )  # fmt: skip
+    if not isinstance(data.get("source", {}), dict):
+        raise InputError("source", "must be an object (where the scenario came from)")
     models = _parse_models(data.get("models", {}))
     devices = nonempty_list(data["devices"], "devices")
     servers = nonempty_list(data["servers"], "servers")

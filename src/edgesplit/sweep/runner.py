@@ -34,6 +34,7 @@ from edgesplit.sweep.store import (
     open_store,
     template,
     to_store_layout,
+    with_equilibrium,
     write_chunk,
 )
 
@@ -95,7 +96,7 @@ def run(
             dataset["chunk_build"].values[index] = build()
             dataset["chunk_done"].values[index] = True
     dataset.attrs["finished_topologies"] = sweep.topologies  # as open_store says
-    return dataset
+    return with_equilibrium(dataset)
 
 
 @stops_cleanly

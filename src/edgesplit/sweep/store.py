@@ -361,7 +361,8 @@ def open_unverified(path: str | Path) -> xr.Dataset:
 
 def finished(ds: xr.Dataset) -> xr.Dataset:
     """Only the topologies whose chunk is recorded as done, every variable in its own
-    dtype (unwritten values, read as NaN, are then gone)."""
+    dtype (unwritten values, read as NaN, are then gone), and ``equilibrium``
+    (:func:`with_equilibrium`)."""
     chunk = int(ds.attrs["chunk"])
     done = np.asarray(ds.chunk_done.values, bool)[np.asarray(ds.topology.values) // chunk]
     ds = ds.isel(topology=np.flatnonzero(done))
@@ -371,4 +372,18 @@ def finished(ds: xr.Dataset) -> xr.Dataset:
         elif variable.dtype != "float":
             ds[name] = ds[name].astype(ds[name].encoding.get("dtype", ds[name].dtype))
     ds.attrs["finished_topologies"] = ds.sizes["topology"]
-    return ds
+    return with_equilibrium(ds)
+
+
+def with_equilibrium(ds: xr.Dataset) -> xr.Dataset:
+    """``ds`` with ``equilibrium``: 1 where a game's outcome is an equilibrium on the
+    price grid (its ``certificate`` is at most the store's ``min_gain``), 0 where it is
+    not, NaN where the game has no certificate (``grid_certificate = false``)."""
+    certified = ds.certificate.notnull()
+    equilibrium = (ds.certificate <= ds.attrs["min_gain"]).where(certified)
+    equilibrium.attrs = {
+        "units": "1",
+        "long_name": "the outcome is an equilibrium on the grid: certificate <= min_gain "
+        "(NaN without a certificate)",
+    }
+    return ds.assign(equilibrium=equilibrium)
