@@ -31,10 +31,9 @@ Every ratio is measured side by side in one process on the same scenarios. Parts
               through the CLI, compilation included (targets: 1,000 topologies in under
               60 s and 10 minutes)
 
-A run of some parts (--only) updates those parts in an existing report and keeps the rest;
-a preset (--preset) writes a new report.
-
-Writes results/bench/bench-DEVICE.json and .md. Fig. 3 solves below are 20 MDs, 2 ESs,
+Writes results/bench/bench-DEVICE.json and .md: one report per run, holding the parts it ran
+(--only or --preset: some parts). The report it replaces, an earlier run's, is kept under its
+dated name, results/bench/DATE-DEVICE-COMMIT.json and .md. Fig. 3 solves below are 20 MDs, 2 ESs,
 λ = 10 tasks/s, proposed scheme, float64, unless a part says otherwise.
 """
 
@@ -44,6 +43,7 @@ import argparse
 import functools
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -56,7 +56,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import numpy_baseline  # a sibling: scripts/ is on sys.path when a script in it runs
-from bench_scaling import cpu_model
+from bench_scaling import commit, cpu_model
 
 from edgesplit import reference
 from edgesplit.config import GameSettings, Setup
@@ -738,10 +738,12 @@ def batches(out: dict, scratch: Path, topologies: int, chunk: int) -> None:
 def markdown(out: dict) -> str:
     lines = [f"# Benchmarks: {out['machine']}", ""]
     lines += [
-        f"`python scripts/bench.py --device {out['device']}`, {out['date']}, "
+        f"`{out.get('command', 'python scripts/bench.py')}`, {out['date']}, "
         f"edgesplit {out['commit']}. Ratios measured side by side in one process.",
         "",
     ]
+    if "parts" in out:
+        lines += [f"Parts run: {', '.join(out['parts'])}. Every figure below is from this run.", ""]
     lines += ["| target | wanted | measured | met |", "|---|---|---|---|"]
     lines += [
         f"| {t['target']} | {t['wanted']} | {t['measured']} | {'yes' if t['met'] else 'no'} |"
@@ -768,6 +770,20 @@ def markdown(out: dict) -> str:
     return "\n".join(lines)
 
 
+def keep_previous(report: Path) -> None:
+    """Move an earlier run's report to its dated name, so that every report is one run."""
+    if report.with_suffix(".json").exists():
+        earlier = json.loads(report.with_suffix(".json").read_text())
+        stem = f"{earlier['date']}-{earlier['device']}-{earlier['commit']}"
+        dated, count = report.parent / stem, 1
+        while dated.with_suffix(".json").exists():  # another run of that day and commit
+            count += 1
+            dated = report.parent / f"{stem}-{count}"
+        for suffix in (".json", ".md"):
+            if report.with_suffix(suffix).exists():
+                report.with_suffix(suffix).rename(dated.with_suffix(suffix))
+
+
 def main(argv: list[str] | None = None) -> None:
     args = arguments(argv)
     if args.preset:
@@ -777,29 +793,21 @@ def main(argv: list[str] | None = None) -> None:
     if args.device == "gpu" and platform != "gpu":
         raise SystemExit("--device gpu: JAX finds no GPU on this machine")
     device = jax.devices()[0]
-    # A copy of the tree whose .git is missing or stale (a device machine's) names its
-    # commit in EDGESPLIT_COMMIT.
-    commit = (
-        os.environ.get("EDGESPLIT_COMMIT")
-        or subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True, capture_output=True
-        ).stdout.strip()
-    )
     out = {
         "device": args.device,
         "machine": f"{cpu_model() if args.device == 'cpu' else device.device_kind}, "
         f"{os.cpu_count()} CPUs",
         "date": time.strftime("%Y-%m-%d"),
-        "commit": commit,
+        "commit": commit(),
         "jax": jax.__version__,
+        "command": shlex.join(
+            ["python", "scripts/bench.py", *(sys.argv[1:] if argv is None else argv)]
+        ),
+        "parts": parts,
     }
     report = ROOT / "results" / "bench" / f"bench-{args.device}"
     report.parent.mkdir(parents=True, exist_ok=True)
-    if args.only and not args.preset and report.with_suffix(".json").exists():
-        # Keep the parts not rerun.
-        kept = json.loads(report.with_suffix(".json").read_text())
-        out = {**kept, **out, "lines": kept.get("lines", []), "targets": kept.get("targets", [])}
-        out["rerun"] = {"parts": args.only, "date": out["date"], "commit": commit}
+    keep_previous(report)
     with tempfile.TemporaryDirectory() as directory:
         scratch = Path(directory)
         run = {

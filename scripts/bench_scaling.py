@@ -47,6 +47,18 @@ def timed(commands: list[list[str]], env: dict) -> float:
     return time.perf_counter() - began
 
 
+def commit() -> str:
+    """The edgesplit commit a report names: ``git rev-parse --short HEAD``, or
+    ``EDGESPLIT_COMMIT`` for a copy of the tree whose .git is missing or stale (a device
+    machine's)."""
+    return (
+        os.environ.get("EDGESPLIT_COMMIT")
+        or subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True, capture_output=True
+        ).stdout.strip()
+    )
+
+
 def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -155,14 +167,16 @@ def main() -> None:
         "solves": solves,
         "chunk": args.chunk,
         "machine": f"{cpu_model()}, {os.cpu_count()} CPUs",
+        "date": time.strftime("%Y-%m-%d"),
+        "commit": commit(),
     }
     (out / "scaling.json").write_text(
         json.dumps({**meta, "rows": rows, "one_chunk_on_4_devices_s": partition}, indent=2) + "\n"
     )
     lines = [
         f"Scale-out overhead: {solves} solves of {meta['sweep']} (chunk {args.chunk}), "
-        f"end to end through the CLI, on {meta['machine']}. Produced by "
-        "`python scripts/bench_scaling.py`.",
+        f"end to end through the CLI, on {meta['machine']}, {meta['date']}, edgesplit "
+        f"{meta['commit']}. Produced by `python scripts/bench_scaling.py`.",
         "",
         "| setup | wall (s) | solves/s | vs 1 device |",
         "|---|---|---|---|",

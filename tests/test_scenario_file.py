@@ -307,9 +307,10 @@ def test_exhaustive_grids_default_to_the_largest_server():
 
 
 def test_documented_examples_parse():
-    """The README's scenario example and this module's docstring example are valid files."""
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("## One scenario: `edgesplit solve`", 1)[1].split("\n## ", 1)[0]
+    """The documentation's scenario example and this module's docstring example are valid
+    files."""
+    page = (ROOT / "docs" / "sweeps.md").read_text()
+    section = page.split("## Scenario files", 1)[1].split("\n## ", 1)[0]
     docstring = scenario_file.__doc__.split("::", 1)[1].split("\n\n", 2)[1]
     for example in (re.findall(r"```json\n(.*?)\n```", section, flags=re.S)[0], docstring):
         parsed = parse_scenario(json.loads(example))

@@ -4,15 +4,20 @@ A vectorised JAX engine for the multi-leader multi-follower Stackelberg game of
 Cheng, Gazda and Liu, "Joint DNN Partitioning and Resource Allocation for Multiple
 Machine Learning-based Mobile Applications at the Network Edge".
 
-The public API (the README's "Python API" section shows it at work)::
+The public API at work, from the repository root (more in the documentation,
+docs/getting-started.md, and every name in docs/api.md):
 
-    import jax
-    jax.config.update("jax_enable_x64", True)  # float64, as the command line computes
-    import edgesplit
+```python
+import jax
 
-    ds = edgesplit.run("sweeps/quick.toml")            # an xarray.Dataset, in memory
-    parsed = edgesplit.read_scenario("scenario.json")
-    solution = edgesplit.solve(parsed.scenario, edgesplit.Scheme.PROPOSED, parsed.settings)
+jax.config.update("jax_enable_x64", True)  # float64, as the command line computes
+import edgesplit
+
+sweep = edgesplit.read_sweep("sweeps/quick.toml").replace(topologies=4, chunk=2)
+ds = edgesplit.run(sweep)  # an xarray.Dataset, in memory
+parsed = edgesplit.read_scenario("examples/capacity.json")
+solution = edgesplit.solve(parsed.scenario, edgesplit.Scheme.PROPOSED, parsed.settings)
+```
 
 Names are imported on first use, so ``import edgesplit`` starts neither JAX nor xarray
 and changes no JAX setting.

@@ -239,8 +239,23 @@ def _confidence_argument(command) -> None:
     )  # fmt: skip
 
 
+DESCRIPTION = (
+    "Joint DNN partitioning and resource pricing at the network edge: solve the "
+    "multi-leader multi-follower Stackelberg game of Cheng, Gazda and Liu for one scenario, "
+    "or for sweeps of many random topologies into resumable Zarr stores."
+)
+EPILOG = (
+    "Run 'edgesplit COMMAND --help' for a command's options. Bad input, or a machine that "
+    "cannot carry a run, is one line on stderr and exit status 2; SIGINT and SIGTERM stop a "
+    "run between chunks (130, 143), and the same command resumes it."
+)
+
+
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="edgesplit", description=__doc__.splitlines()[0])
+    from edgesplit import __version__
+
+    top = argparse.ArgumentParser(prog="edgesplit", description=DESCRIPTION, epilog=EPILOG)
+    top.add_argument("--version", action="version", version=f"edgesplit {__version__}")
     commands = top.add_subparsers(dest="command", required=True)
 
     solve = commands.add_parser("solve", help="solve one scenario file and print JSON")
