@@ -64,10 +64,13 @@ def test_import_starts_no_jax():
 
 
 # What each layer may not import: a kernel knows nothing of batches, files or stores.
+UPPER = ("edgesplit.analysis", "edgesplit.cli")
 FORBIDDEN = {
-    "model": ("edgesplit.game", "edgesplit.sweep", "edgesplit.io", "edgesplit.cli"),
-    "game": ("edgesplit.sweep", "edgesplit.io", "edgesplit.cli"),
-    "sweep": ("edgesplit.io", "edgesplit.cli"),
+    "model": ("edgesplit.game", "edgesplit.sweep", "edgesplit.io", *UPPER),
+    "game": ("edgesplit.sweep", "edgesplit.io", *UPPER),
+    "sweep": ("edgesplit.io", *UPPER),
+    "io": UPPER,
+    "analysis": ("edgesplit.cli",),
 }
 THIRD_PARTY_IO = ("xarray", "zarr", "tqdm", "dask", "matplotlib")
 
@@ -112,7 +115,8 @@ def test_kernels_load_without_the_file_and_store_layers():
     probe = (
         f"import importlib, sys; [importlib.import_module(m) for m in {modules!r}]; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in "
-        "('xarray', 'zarr', 'tqdm', 'dask') or m.startswith(('edgesplit.sweep', 'edgesplit.io'))))"
+        "('xarray', 'zarr', 'tqdm', 'dask', 'matplotlib') or "
+        "m.startswith(('edgesplit.sweep', 'edgesplit.io', 'edgesplit.analysis'))))"
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -70,3 +70,19 @@ def test_custom_profile_sweep_splits_after_the_stem():
         assert (at[~np.isnan(at)] == model.num_layers).all() and (~np.isnan(at)).sum() > 0
     at_18 = split.sel(mean_arrival_rate=18).values[offloads.sel(mean_arrival_rate=18).values]
     assert len(at_18) > 0 and (at_18 == 1).all()
+
+
+def test_the_tutorial_runs(monkeypatch):
+    """examples/tutorial.py, as a reader runs it, from a sweep to a paired conclusion:
+    its comparison, figures and a traced game that ends where solve ends (asserted in
+    the notebook itself)."""
+    import runpy
+
+    from matplotlib.figure import Figure
+
+    monkeypatch.chdir(EXAMPLES.parent)
+    names = runpy.run_path(str(EXAMPLES / "tutorial.py"), run_name="__main__")
+    assert names["result"].scheme.values.tolist() == ["proposed", "edge_only", "user_only"]
+    assert int(names["result"].n.min()) == 8
+    assert isinstance(names["figure"], Figure) and len(names["figure"].axes) == 6
+    assert names["story"].rounds == int(names["solution"].rounds)

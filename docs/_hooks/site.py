@@ -3,7 +3,8 @@
 * Tables that have one declaration in the code are generated, never copied: a page
   holding a marker gets the table in its place (the defaults from
   :func:`edgesplit.config.defaults_markdown`, the stored variables from
-  :data:`edgesplit.sweep.schema.VARIABLES`).
+  :data:`edgesplit.sweep.schema.VARIABLES`); so does the tutorial page, from the
+  notebook the tests run (``examples/tutorial.py``).
 * Files the pages link to outside ``docs/`` (figures and tables in ``results/``, the
   examples, the sweep files, the cluster scripts) are added to the site under their
   repository paths, so a link such as ``results/fig3.png`` works in the site and a
@@ -46,9 +47,25 @@ def schema_table() -> str:
     return "\n".join(lines)
 
 
+def tutorial() -> str:
+    """examples/tutorial.py, a notebook in jupytext's percent format, as Markdown: its
+    Markdown cells as text, its code cells as Python blocks (not run: the test suite
+    runs the notebook, tests/test_examples.py)."""
+    cells, text = [], (ROOT / "examples" / "tutorial.py").read_text()
+    for cell in text.split("\n# %%")[1:]:  # the first part is jupytext's header
+        head, _, body = cell.partition("\n")
+        if head.strip() == "[markdown]":
+            lines = [line.removeprefix("#").removeprefix(" ") for line in body.splitlines()]
+            cells.append("\n".join(lines).strip())
+        elif body.strip():
+            cells.append(f"```python\n{body.strip()}\n```")
+    return "\n\n".join(cells)
+
+
 MARKERS = {
     "<!-- generated: edgesplit.config.defaults_markdown() -->": defaults_table,
     "<!-- generated: edgesplit.sweep.schema.VARIABLES -->": schema_table,
+    "<!-- generated: examples/tutorial.py -->": tutorial,
 }
 
 

@@ -5,7 +5,7 @@ and :class:`GameSettings` (how the game is played), each field with its unit, so
 and valid range. The paper gives no numeric values beyond the Fig. 3/4 setup (20 MDs,
 2 ESs, a 50 m disc, arrival rate 5 in Fig. 4), so each other default cites the
 standard or datasheet it is taken from, or says why it was chosen.
-``edgesplit defaults`` prints this table; the README carries a copy.
+``edgesplit defaults`` prints this table; the documentation's Defaults page is made from it.
 """
 
 from __future__ import annotations
@@ -286,7 +286,7 @@ class GameSettings:
         "local", "", "",
         "Algorithm 1 (the paper): each ES tries ±Δ. 'best_response': each ES moves to its best "
         "price on the grid; 'enumerate': every joint price profile on the grid, keeping an "
-        "equilibrium (see the README)",
+        "equilibrium (see the documentation's Leader rules page)",
     )  # fmt: skip
     grid_certificate: bool = _param(
         True, "", "",

@@ -66,6 +66,13 @@ class Trace:
         """Rounds played, as ``solve`` counts them (0 for enumerate)."""
         return 0 if self.settings.leader == "enumerate" else len(self.price_crb) - 1
 
+    def figure(self):
+        """The trace as a matplotlib Figure: each server's price, utility and buyers
+        round by round, the fast-forwarded descent and the cycle shaded."""
+        from edgesplit.analysis.plots import trace_figure
+
+        return trace_figure(self)
+
     def to_json(self) -> dict:
         """The trace as a JSON document (strict JSON: every number finite)."""
         states = []

@@ -180,7 +180,7 @@ def batch_solver(
     """The solver for ``chunks`` chunks to do, compiled, and its programs' memory.
 
     ``batch`` chunks per call when given. Otherwise one on CPU (where larger batches
-    are no faster, README "Performance"), and on an accelerator as many as hold
+    are no faster, the documentation's Performance page), and on an accelerator as many as hold
     :data:`ACCELERATOR_GAMES` games per device and scheme, or fewer to fit the
     device's and the host's memory: the programs are compiled for that batch and, when
     XLA's memory analysis of them says they do not fit, compiled again for the batch
