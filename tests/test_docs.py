@@ -62,7 +62,7 @@ def test_snippets_run(monkeypatch):
     ds = names["README.md"]["ds"]
     assert isinstance(ds, xr.Dataset) and set(SCHEMA) <= set(ds.data_vars)
     assert ds.sizes["topology"] == 4 and bool(ds.chunk_done.all())
-    assert not np.isnan(names["README.md"]["gain"].values).any()
+    assert not np.isnan(names["README.md"]["gain"].difference.values).any()
     docstring = names["the package docstring"]
     assert isinstance(docstring["ds"], xr.Dataset)
     assert isinstance(docstring["solution"], edgesplit.Solution)

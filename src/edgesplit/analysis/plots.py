@@ -236,42 +236,62 @@ SERVER_COLOURS = ("#9467bd", "#8c564b", "#17becf", "#bcbd22", "#e377c2", "#7f7f7
 def trace_figure(trace):
     """A traced game (:func:`~edgesplit.analysis.trace.trace`) as a Figure: each server's
     price, utility and buyers round by round, the fast-forwarded descent and the cycle
-    the game ends in shaded."""
-    figure = _figure_class()(figsize=(9, 8), layout="constrained")
-    panels = figure.subplots(3, 1, sharex=True)
-    rounds = np.arange(len(trace.price_crb))
-    num_servers = trace.price_crb.shape[1]
-    for s in range(num_servers):
-        colour = SERVER_COLOURS[s % len(SERVER_COLOURS)]
-        panels[0].step(rounds, trace.price_crb[:, s], where="post", color=colour,
-                       label=f"ES{s}" + ("" if trace.settings.joint_price else " CRB"))  # fmt: skip
-        if not trace.settings.joint_price:
-            panels[0].step(rounds, trace.price_rrb[:, s], where="post", color=colour,
-                           linestyle="--", label=f"ES{s} RRB")  # fmt: skip
-        panels[1].plot(rounds, trace.server_utility[:, s], color=colour, label=f"ES{s}")
-        panels[2].plot(rounds, trace.buyers[:, s], color=colour, label=f"buying from ES{s}")
-    panels[2].plot(rounds, trace.local, color="black", linestyle=":", label="running locally")
-    panels[2].plot(rounds, trace.idle, color="grey", linestyle="--", label="idle")
-    spans = []
-    if trace.fast_forwarded.any():
-        where = np.flatnonzero(trace.fast_forwarded)
-        spans.append((where[0] - 1, where[-1], "#dddddd", "fast-forwarded: nobody buys"))
-    if trace.in_cycle.any():
-        where = np.flatnonzero(trace.in_cycle)
-        spans.append((where[0] - 1, where[-1], "#f4cccc", f"cycle of {trace.cycle_length} rounds"))
-    for panel in panels:
-        for start, end, colour, label in spans:
-            panel.axvspan(
-                start, end, color=colour, lw=0, label=label if panel is panels[0] else None
-            )
-        panel.grid(alpha=0.3)
-        panel.legend(fontsize=8, loc="best")
-    panels[0].set(ylabel="price (utility/s per block)")
-    panels[1].set(ylabel="ES utility (eq. 11)")
-    panels[2].set(ylabel="MDs", xlabel="round")
+    the game ends in shaded. Where the descent is most of the game, it gets a narrow
+    column of its own and the rounds after it the rest (a broken round axis)."""
+    count = len(trace.price_crb)
+    descent = np.flatnonzero(trace.fast_forwarded)
+    split = len(descent) > 0.4 * count and count - descent[-1] > 1
+    figure = _figure_class()(figsize=(10, 8), layout="constrained")
+    grid = figure.subplots(
+        3, 2 if split else 1, squeeze=False, width_ratios=[1, 3] if split else None
+    )
+    if split:  # the utilities and buyers on one scale; the prices after it on their own
+        grid[1, 0].sharey(grid[1, 1])
+        grid[2, 0].sharey(grid[2, 1])
+    ranges = [(0, descent[-1] + 1), (max(descent[-1] - 2, 0), count)] if split else [(0, count)]
+    for column, (start, end) in enumerate(ranges):
+        _draw_trace(grid[:, column], trace, np.arange(start, end), legend=column == len(ranges) - 1)
+        grid[2, column].set_xlabel("round")
+    if split:
+        grid[0, 0].set_title("the descent: nobody buys", fontsize=9)
+        grid[0, 1].set_title("after it", fontsize=9)
+    grid[0, 0].set_ylabel("price (utility/s per block)")
+    grid[1, 0].set_ylabel("ES utility (eq. 11)")
+    grid[2, 0].set_ylabel("MDs")
     figure.suptitle(
         f"{trace.scheme.label}, leader {trace.settings.leader} ({trace.settings.update}): "
         f"{trace.status.label} after {trace.rounds} rounds",
         fontsize=10,
     )
     return figure
+
+
+def _draw_trace(panels, trace, rounds: np.ndarray, legend: bool) -> None:
+    """The trace's rounds ``rounds`` in a column of three panels."""
+    for s in range(trace.price_crb.shape[1]):
+        colour = SERVER_COLOURS[s % len(SERVER_COLOURS)]
+        joint = trace.settings.joint_price
+        panels[0].step(rounds, trace.price_crb[rounds, s], where="post", color=colour,
+                       label=f"ES{s}" + ("" if joint else " CRB"))  # fmt: skip
+        if not joint:
+            panels[0].step(rounds, trace.price_rrb[rounds, s], where="post", color=colour,
+                           linestyle="--", label=f"ES{s} RRB")  # fmt: skip
+        panels[1].plot(rounds, trace.server_utility[rounds, s], color=colour, label=f"ES{s}")
+        panels[2].plot(rounds, trace.buyers[rounds, s], color=colour, label=f"buying from ES{s}")
+    panels[2].plot(rounds, trace.local[rounds], color="black", linestyle=":",
+                   label="running locally")  # fmt: skip
+    panels[2].plot(rounds, trace.idle[rounds], color="grey", linestyle="--", label="idle")
+    shaded = (
+        (trace.fast_forwarded, "#dddddd", "fast-forwarded: nobody buys"),
+        (trace.in_cycle, "#f4cccc", f"the cycle of {trace.cycle_length} rounds"),
+    )
+    for panel in panels:
+        for marked, colour, label in shaded:
+            where = np.intersect1d(np.flatnonzero(marked), rounds)
+            if len(where):
+                panel.axvspan(where[0] - 1, where[-1], color=colour, lw=0,
+                              label=label if panel is panels[0] else None)  # fmt: skip
+        panel.set_xlim(rounds[0], rounds[-1])
+        panel.grid(alpha=0.3)
+        if legend:
+            panel.legend(fontsize=8, loc="best")

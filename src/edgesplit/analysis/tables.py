@@ -56,7 +56,7 @@ def comparison_table(result: xr.Dataset, form: TableFormat = TableFormat.TEXT) -
     def cells(r) -> list[str]:
         return [
             f"{r['difference']:+.4f}", _interval(r, "", "{:+.4f}"), str(int(r["n"])),
-            f"{r['p_value']:.2g}",
+            _p_value(r["p_value"]),
         ]  # fmt: skip
 
     note = (
@@ -78,6 +78,11 @@ def comparison_tables(results: list[xr.Dataset], form: TableFormat = TableFormat
     ]
     frame = pd.concat(frames)
     return frame[["variable", *frame.columns[:-1]]].to_csv(index=False, float_format="%.17g")
+
+
+def _p_value(p: float) -> str:
+    """A p-value in two significant digits; below float64's range it is no longer 0."""
+    return "< 1e-300" if p == 0 else f"{p:.2g}"
 
 
 def _interval(row, name: str, number: str) -> str:
