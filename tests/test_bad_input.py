@@ -355,6 +355,100 @@ CASES = [
     ("summarize no store", None, "summarize {new}", "new.zarr", "no such store"),
     ("plot foreign store", None, "plot {foreign} -o {new}.png", "foreign.zarr", "not an edgesplit"),
     ("summarize unfinished", None, "summarize {unfinished}", "store", "no finished chunk"),
+    # The analysis of a store (its schemes: proposed, user_only; its axis: rate 5).
+    (
+        "unknown baseline",
+        None,
+        "summarize {store} --baseline nobody",
+        "--baseline",
+        "scheme has no label 'nobody' (labels: proposed, user_only)",
+    ),
+    (
+        "compare along no dim",
+        None,
+        "summarize {store} --baseline local --along leader",
+        "--along",
+        "device_utility does not vary along 'leader' (its dims: scheme,",
+    ),
+    (
+        "compare unknown variable",
+        None,
+        "summarize {store} --baseline proposed --variable x",
+        "variable",
+        "unknown variable 'x'",
+    ),
+    (
+        "too few resamples",
+        None,
+        "summarize {store} --baseline proposed --bootstrap 5",
+        "resamples",
+        "integer >= 100",
+    ),
+    (
+        "bootstrap without baseline",
+        None,
+        "summarize {store} --bootstrap 500",
+        "--bootstrap",
+        "give --baseline too",
+    ),
+    (
+        "confidence above 1",
+        None,
+        "summarize {store} --confidence 1.5",
+        "confidence",
+        "between 0 and 1",
+    ),
+    (
+        "plot selects no dim",
+        None,
+        "plot {store} -o {new}.png --sel leader=local",
+        "--sel leader",
+        "the store has no dim 'leader'",
+    ),
+    (
+        "plot selects no value",
+        None,
+        "plot {store} -o {new}.png --sel mean_arrival_rate=7",
+        "--sel mean_arrival_rate",
+        "no label '7' (labels: 5)",
+    ),
+    (
+        "selection without a value",
+        None,
+        "plot {store} -o {new}.png --sel mean_arrival_rate",
+        "--sel",
+        "must be DIM=VALUE",
+    ),
+    (
+        "selection twice",
+        None,
+        "plot {store} -o {new}.png --sel mean_arrival_rate=5 --sel mean_arrival_rate=5",
+        "--sel mean_arrival_rate",
+        "given twice",
+    ),
+    ("plot unknown image type", None, "plot {store} -o {new}.xyz", "new.xyz", "Format"),
+    (
+        "export topology out of range",
+        None,
+        "export {store} --topology 2 -o {new}",
+        "--topology",
+        "must be in 0..1",
+    ),
+    (
+        "export selects the scheme",
+        None,
+        "export {store} --topology 0 --sel scheme=proposed -o {new}",
+        "--sel scheme",
+        "solve (--scheme)",
+    ),
+    (
+        "export selects no dim",
+        None,
+        "export {store} --topology 0 --sel leader=local -o {new}",
+        "--sel leader",
+        "is not a swept dim of the store",
+    ),
+    ("trace a bad file", "{ not json", "trace {file}", "trace_a_bad_file.json", "not valid JSON"),
 ]
 
 
@@ -389,7 +483,7 @@ def fingerprint(path: Path) -> str:
 def test_bad_input_is_refused_cleanly(
     name, text, template, field, problem, places, tmp_path, capsys
 ):
-    suffix = ".json" if template.startswith("solve") else ".toml"
+    suffix = ".json" if template.startswith(("solve", "trace")) else ".toml"
     bad = places / (("missing" if text is None else name.replace(" ", "_")) + suffix)
     if text is not None:
         bad.write_text(text)

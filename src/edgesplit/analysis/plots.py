@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from edgesplit.analysis.statistics import compare, show_label, summary
+from edgesplit.analysis.statistics import compare, select, show_label, summary
 from edgesplit.config import Setup
 from edgesplit.errors import InputError
 from edgesplit.sweep.store import open_store
@@ -75,21 +75,16 @@ def plot(
     ``baseline``: a label of ``along`` (default: a scheme) to add the paired
     differences from (:func:`~edgesplit.analysis.statistics.compare`).
     """
-    from edgesplit.analysis.statistics import select
-
     figure_class = _figure_class()
     ds = open_store(store) if isinstance(store, str | os.PathLike) else store
     ds = select(ds, **sel)
     stats = summary(ds, confidence)
-    x = _x_axis(stats, list(sel))
+    x = _x_axis(stats)
     differences = None
     if baseline is not None:
         differences = {
             name: compare(ds, variable, baseline, along=along, confidence=confidence)
-            for name, variable in (
-                ("md_utility", "device_utility"),
-                ("es_utility", "server_utility"),
-            )
+            for name, variable in DIFFERENCES
         }
     columns = 3 if differences else 2
     figure = figure_class(figsize=(5.2 * columns, 7.6), layout="constrained")
@@ -138,7 +133,7 @@ def _figure_class():
     return Figure
 
 
-def _x_axis(stats: xr.Dataset, selected: list[str]) -> str | None:
+def _x_axis(stats: xr.Dataset) -> str | None:
     """The dim along the x axis: the one swept parameter left, else the first game
     setting left, else none (one point)."""
     setup = {f.name for f in fields(Setup)}

@@ -140,7 +140,8 @@ def compare(
     ds = _finished(ds)
     values = per_topology(ds, variable)
     if along not in values.dims:
-        raise InputError("--along", f"{variable} does not vary along {along!r} ({values.dims})")
+        dims = ", ".join(str(d) for d in values.dims)
+        raise InputError("--along", f"{variable} does not vary along {along!r} (its dims: {dims})")
     base = label_of(ds, along, baseline, "--baseline")
     labels = values[along].values
     others = [i for i, label in enumerate(labels) if not _same_label(label, base)]
