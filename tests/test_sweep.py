@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import os
@@ -316,7 +315,8 @@ def test_chunk_programs_do_not_grow_with_the_chunk():
     more compile time: a GPU sweep with --chunk 1000 once spent minutes compiling."""
 
     def programs(chunk):
-        solver = chunk_solver(dataclasses.replace(parse_sweep(TINY), chunk=chunk), game_lanes=chunk)
+        sweep = parse_sweep(TINY).replace(topologies=chunk, chunk=chunk)
+        solver = chunk_solver(sweep, game_lanes=chunk)
         indices = np.arange(solver.topologies_per_call)
         lowered = (
             solver.sample.lower(indices),
