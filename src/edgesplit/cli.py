@@ -59,7 +59,7 @@ def _init(args) -> int:
     sweep = _sweep_with_overrides(args)
     out = _store_path(args, sweep)
     check_memory(sweep, solving=False)  # the template; workers may run elsewhere
-    done = open_or_create(out, sweep, allow_build=args.allow_other_build)
+    done, _ = open_or_create(out, sweep, allow_build=args.allow_other_build)
     # The workers' command, quoted to run as printed (with I/N filled in).
     worker = ["edgesplit", "run", args.sweep, "--out", out]
     for flag, value in (("--topologies", args.topologies), ("--chunk", args.chunk)):
@@ -124,15 +124,27 @@ def _run(args) -> int:
 
 
 def _verify(args) -> int:
-    """Exit 0 when every recorded chunk reads back as recorded, else 1, with a line per
-    damaged chunk on stdout; ``--repair`` un-records them so a rerun solves them again."""
-    from edgesplit.sweep.integrity import damaged_chunks, unrecord
-    from edgesplit.sweep.store import chunks_done, open_unverified
+    """Exit 0 when the store's metadata and coordinates and every recorded chunk read
+    back as recorded, else 1, with a line per damage on stdout; ``--repair`` un-records
+    the damaged chunks so a rerun solves them again (metadata it cannot repair)."""
+    from pathlib import Path
 
-    open_unverified(args.store)  # an edgesplit store, or one line saying why not
+    from edgesplit.sweep.integrity import damaged_chunks, metadata_damage, unrecord
+    from edgesplit.sweep.store import RECOVER, chunks_done, metadata_problem
+
+    if not Path(args.store).exists():
+        raise InputError(args.store, "no such store")
+    problem = metadata_problem(args.store)
+    if problem is not None:  # not an edgesplit store: nothing to verify
+        raise InputError(args.store, problem)
+    damage = metadata_damage(args.store)
+    if damage is not None:  # the chunks cannot be read as their metadata says
+        _emit(f"metadata: {damage}\n")
+        print(f"{args.store}: its metadata is damaged; {RECOVER}", file=sys.stderr)
+        return 1
     damaged = damaged_chunks(args.store)
-    for index, why in sorted(damaged.items()):
-        print(f"chunk {index}: {why}")
+    if damaged:
+        _emit("".join(f"chunk {index}: {why}\n" for index, why in sorted(damaged.items())))
     recorded = int(chunks_done(args.store).sum())
     if damaged and args.repair:
         unrecord(args.store, sorted(damaged))
