@@ -1,5 +1,6 @@
 """The ``edgesplit`` command line. Errors in user input, and a machine that cannot carry a
-run, print one line and exit with status 2; SIGINT and SIGTERM stop a run with one line."""
+run, print one line and exit with status 2; SIGINT and SIGTERM stop any command with one
+line (status 130, 143); a closed or failing stdout is one line too (status 2)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import sys
 import warnings
 
 from edgesplit.errors import InputError, RunError
+from edgesplit.sweep.interrupts import checkpoint, interrupts_raise
 
 
 def _solve(args) -> int:
@@ -28,7 +30,7 @@ def _solve(args) -> int:
     else:
         solution = solve(parsed.scenario, scheme, parsed.settings)
     # Strict JSON: solution_to_json gives null, never NaN or Infinity, for what is undefined.
-    print(json.dumps(solution_to_json(solution), indent=2, allow_nan=False))
+    _emit(json.dumps(solution_to_json(solution), indent=2, allow_nan=False) + "\n")
     return 0
 
 
@@ -165,7 +167,7 @@ def _summarize(args) -> int:
     from edgesplit.io.analysis import summary_table
     from edgesplit.sweep.store import open_store
 
-    print(summary_table(open_store(args.store), markdown=args.markdown), end="")
+    _emit(summary_table(open_store(args.store), markdown=args.markdown))
     return 0
 
 
@@ -180,7 +182,7 @@ def _plot(args) -> int:
 def _defaults(args) -> int:
     from edgesplit.config import defaults_markdown
 
-    print(defaults_markdown())
+    _emit(defaults_markdown() + "\n")
     return 0
 
 
@@ -263,16 +265,39 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+def _emit(text: str) -> None:
+    """Write a command's output to stdout, unless a signal came first (it stops the
+    command instead); a closed stdout, or one that fails, is a RunError."""
+    checkpoint()
+    if sys.stdout is None:  # started with stdout closed
+        raise RunError("stdout", "is closed; nothing was written")
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except OSError as err:
+        _stdout_to_devnull()  # nothing more to lose at exit, nor a second report
+        if isinstance(err, BrokenPipeError):
+            raise
+        from edgesplit.sweep.resources import describe
+
+        raise RunError("stdout", f"writing failed: {describe(err, where=False)}") from None
+
+
+def _stdout_to_devnull() -> None:
+    with contextlib.suppress(Exception):  # no file descriptor (a test's capture)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command; every failure is one line on stderr. Exit status 0, 2 for bad
     input or a machine that cannot carry the run (full disk, read-only store, too
-    little memory), 128 + the signal when SIGINT (130) or SIGTERM (143) stops it."""
-    args = parser().parse_args(argv)
-    from edgesplit.sweep.interrupts import checkpoint, interrupts_raise
-
+    little memory, a closed or failing stdout), 128 + the signal when SIGINT (130) or
+    SIGTERM (143) stops it, from the first instruction on, and 141 (SIGPIPE) when the
+    reader of stdout is gone (``| head``)."""
     with interrupts_raise(), warnings.catch_warnings():
         warnings.showwarning = _warning_in_one_line
         try:
+            args = parser().parse_args(argv)
             import jax
 
             from edgesplit.sweep.compile_cache import enable_compile_cache
@@ -282,13 +307,16 @@ def main(argv: list[str] | None = None) -> int:
             if args.command in ("run", "solve"):  # the commands that compile
                 enable_compile_cache()
             checkpoint()  # a signal that came during the imports
-            return args.run(args)
+            status = args.run(args)
+            checkpoint()  # one Python dropped: not a success
+            return status
         except (InputError, RunError) as err:
             return _fail(str(err))
         except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM (an Interrupted)
             return _interrupted(stop)
-        except BrokenPipeError:  # output piped into `head` and the like
-            return 0
+        except BrokenPipeError:  # output piped into `head` and the like: quietly
+            _stdout_to_devnull()
+            return 128 + signal.SIGPIPE
         except OSError as err:  # not met by the run's own checks
             from edgesplit.sweep.resources import describe
 
