@@ -196,9 +196,11 @@ def open_or_create(
     """Make sure ``path`` holds this sweep's store; return which chunks are done, and
     whether this call created the store.
 
-    A new store gets its template; an existing one must come from the same sweep file,
-    profile files, sizes and seed, and the same edgesplit build unless ``allow_build``
-    (:func:`~edgesplit.sweep.identity.check_identity`), or an InputError says why not.
+    A new store gets its template; an existing one must be sound (its metadata and
+    coordinates as made) and come from the same resolved sweep (every setting the
+    results depend on, profiles by contents), and the same edgesplit build unless
+    ``allow_build`` (:func:`~edgesplit.sweep.identity.check_identity`), or an
+    InputError says why not.
     ``workers`` is how many workers share the store's chunks (1: this run alone): a
     store worked on by N workers takes no worker of another count.
     """
@@ -316,7 +318,8 @@ def verified_attributes(path: str | Path, *, out: bool = False) -> dict:
     worth choosing again."""
     problem = metadata_problem(path)
     if problem is not None:
-        raise InputError(str(path), problem + ("; choose another --out" if out else ""))
+        another = out and problem.startswith("exists but")  # holds no store of ours
+        raise InputError(str(path), problem + ("; choose another --out" if another else ""))
     damage = metadata_damage(path)
     if damage is not None:
         raise InputError(str(path), f"its metadata is damaged: {damage}; {RECOVER}")
