@@ -205,20 +205,26 @@ METADATA_DAMAGES = {
 
 
 @pytest.mark.parametrize("damage", METADATA_DAMAGES)
-def test_damaged_metadata_is_found_and_never_read(damage, stores, tmp_path, capsys):
+def test_damaged_metadata_is_found_never_read_and_re_made(damage, stores, tmp_path, capsys):
+    """Findings 2, 3 and 6: verify finds the damage (exit 1) and says how to recover;
+    summarize, run and open_store refuse the store in one line, saying it is damaged
+    (never "choose another --out"), changing nothing. verify --repair re-makes the store
+    from its own record of the sweep, keeping every chunk that verifies (the store an
+    uninterrupted run makes, once rerun), or, its attributes damaged too, says that the
+    sweep is not known."""
     sweep_file, reference, _ = stores
     store = tmp_path / "tiny.zarr"
     shutil.copytree(reference, store)
     harm, finding = METADATA_DAMAGES[damage]
     harm(store)
     damaged = fingerprint(store)
-    for repair in ([], ["--repair"]):
-        assert main(["verify", str(store), *repair]) == 1
-        out, err = capsys.readouterr()
-        assert out.startswith(f"metadata: {finding}") and out.count("\n") == 1, out
-        assert err.count("\n") == 1 and err.startswith(
-            f"{store}: its metadata is damaged; `edgesplit verify --repair` cannot repair"
-        ), err
+    assert main(["verify", str(store)]) == 1
+    out, err = capsys.readouterr()
+    assert out.startswith(f"metadata: {finding}") and out.count("\n") == 1, out
+    assert (
+        err == f"{store}: its metadata is damaged; `edgesplit verify --repair` re-makes it "
+        "from the store's record of its sweep, keeping every chunk that verifies\n"
+    ), err
     for command in (["summarize", str(store)], ["run", str(sweep_file), "--out", str(store)]):
         assert main(command) == 2
         err = one_line(capsys, f"edgesplit: error: {store}: its metadata is damaged: ")
@@ -226,6 +232,22 @@ def test_damaged_metadata_is_found_and_never_read(damage, stores, tmp_path, caps
     with pytest.raises(InputError, match="its metadata is damaged"):
         open_store(store)
     assert fingerprint(store) == damaged  # nothing refused changed anything
+
+    if damage == "attribute edited":
+        assert main(["verify", str(store), "--repair"]) == 2
+        out, err = capsys.readouterr()
+        assert out == f"metadata: {finding}\n" and err.count("\n") == 1, (out, err)
+        assert err.startswith(f"edgesplit: error: {store}: its attributes are damaged too")
+        assert fingerprint(store) == damaged
+        return
+    assert main(["verify", str(store), "--repair"]) == 1
+    out, err = capsys.readouterr()
+    kept = 0 if damage == "array folder removed" else 3  # every chunk lost its delay
+    assert err.startswith(f"{store}: its metadata re-made from its record of the sweep, {kept} ")
+    assert fingerprint(store.with_name("tiny.zarr.damaged")) == damaged
+    assert main(["verify", str(store)]) == 0
+    assert main(["run", str(sweep_file), "--out", str(store), "--quiet"]) == 0
+    assert raw(store) == raw(reference)
 
 
 def test_finished_topologies_are_known_by_their_place(stores):

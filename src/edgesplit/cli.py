@@ -128,11 +128,12 @@ def _run(args) -> int:
 def _verify(args) -> int:
     """Exit 0 when the store's metadata and coordinates and every recorded chunk read
     back as recorded, else 1, with a line per damage on stdout; ``--repair`` un-records
-    the damaged chunks so a rerun solves them again (metadata it cannot repair)."""
+    the damaged chunks so a rerun solves them again, and re-makes damaged metadata from
+    the store's record of its sweep (:func:`~edgesplit.sweep.store.remake`)."""
     from pathlib import Path
 
     from edgesplit.sweep.integrity import damaged_chunks, metadata_damage, unrecord
-    from edgesplit.sweep.store import RECOVER, chunks_done, metadata_problem
+    from edgesplit.sweep.store import RECOVER, chunks_done, metadata_problem, remake
 
     if not Path(args.store).exists():
         raise InputError(args.store, "no such store")
@@ -142,7 +143,16 @@ def _verify(args) -> int:
     damage = metadata_damage(args.store)
     if damage is not None:  # the chunks cannot be read as their metadata says
         _emit(f"metadata: {damage}\n")
-        print(f"{args.store}: its metadata is damaged; {RECOVER}", file=sys.stderr)
+        if not args.repair:
+            print(f"{args.store}: its metadata is damaged; {RECOVER}", file=sys.stderr)
+            return 1
+        kept, aside = remake(args.store)
+        print(
+            f"{args.store}: its metadata re-made from its record of the sweep, {kept} "
+            f"verified chunk(s) kept; rerun the sweep to solve the rest; the damaged store "
+            f"was moved to {aside}: delete it once the store is complete",
+            file=sys.stderr,
+        )
         return 1
     damaged = damaged_chunks(args.store)
     if damaged:
@@ -246,7 +256,8 @@ def parser() -> argparse.ArgumentParser:
     verify.add_argument("store")
     verify.add_argument(
         "--repair", action="store_true",
-        help="un-record the damaged chunks, so that a rerun of the sweep solves them again",
+        help="un-record the damaged chunks, so that a rerun of the sweep solves them again; "
+        "re-make damaged metadata from the store's record of its sweep",
     )  # fmt: skip
     verify.set_defaults(run=_verify)
 

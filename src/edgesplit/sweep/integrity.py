@@ -135,11 +135,7 @@ def metadata_checksums(path: str | Path, entries: dict | None = None) -> dict[st
     attributes without this checksum's), and of each coordinate's name, dtype, shape
     and values (an array whose one dim is itself), by ``coordinate NAME``."""
     entries = read_metadata(path) if entries is None else entries
-    sums = {}
-    for key, entry in sorted(entries.items()):
-        if key == ".zattrs":
-            entry = {k: v for k, v in entry.items() if k != METADATA_CHECKSUM}
-        sums[key] = _digest(json.dumps(entry, sort_keys=True).encode())
+    sums = {key: _entry_digest(key, entry) for key, entry in sorted(entries.items())}
     group = zarr.open_group(str(path), mode="r")
     for key in sorted(entries):
         name, _, kind = key.rpartition("/")
@@ -153,6 +149,27 @@ def metadata_checksums(path: str | Path, entries: dict | None = None) -> dict[st
             f"{name}:{value.dtype.str}:{value.shape};".encode(), value.tobytes()
         )
     return sums
+
+
+def _entry_digest(key: str, entry: dict) -> str:
+    if key == ".zattrs":
+        entry = {k: v for k, v in entry.items() if k != METADATA_CHECKSUM}
+    return _digest(json.dumps(entry, sort_keys=True).encode())
+
+
+def intact_attributes(path: str | Path) -> dict | None:
+    """The store's attributes from its ``.zattrs`` file or from ``.zmetadata``, whichever
+    still matches the checksum they record of themselves; None when neither does."""
+    for source in (".zattrs", ".zmetadata"):
+        try:
+            attrs = json.loads((Path(path) / source).read_bytes())
+            attrs = attrs["metadata"][".zattrs"] if source == ".zmetadata" else attrs
+            recorded = attrs[METADATA_CHECKSUM][".zattrs"]
+        except Exception:  # unreadable, or no checksum: not intact
+            continue
+        if recorded == _entry_digest(".zattrs", attrs):
+            return attrs
+    return None
 
 
 def _digest(*parts: bytes) -> str:

@@ -51,15 +51,23 @@ import zarr
 from edgesplit.config import Setup
 from edgesplit.errors import InputError
 from edgesplit.sweep.faults import failpoint, trace
-from edgesplit.sweep.identity import build, check_identity, identity_attributes, model_names
+from edgesplit.sweep.identity import (
+    build,
+    check_identity,
+    identity_attributes,
+    model_names,
+    stored_sweep,
+)
 from edgesplit.sweep.integrity import (
     METADATA_CHECKSUM,
     RECORDS,
     checksum,
     damaged_chunks,
+    intact_attributes,
     metadata_checksums,
     metadata_damage,
     region,
+    unrecord,
 )
 from edgesplit.sweep.schema import POINT, SCHEMA, VARIABLES
 from edgesplit.sweep.spec import Sweep
@@ -70,10 +78,15 @@ records the resolved sweep (``sweep``) and checksums the metadata; a format-1 st
 is refused with a line that says so."""
 
 RECOVER = (
-    "`edgesplit verify --repair` cannot repair metadata: keep this store, rerun its "
-    "sweep into a new store (--out), and delete this one once the new one is complete"
+    "`edgesplit verify --repair` re-makes it from the store's record of its sweep, "
+    "keeping every chunk that verifies"
 )
 """How to recover from damaged metadata, as the error lines say it."""
+
+UNKNOWN_SWEEP = (
+    "its attributes are damaged too, so the sweep it was made from is not known: rerun "
+    "the sweep into a new store (--out), and delete this one once the new one is complete"
+)
 
 
 def dims_of(name: str, sweep: Sweep) -> tuple[str, ...]:
@@ -256,13 +269,9 @@ def _create(path: Path, sweep: Sweep) -> bool:
     if not os.access(parent, os.W_OK):
         raise InputError(str(path), "the store's folder is not writable")
     _remove_stale_templates(path)
-    staging = parent / f".{path.name}.template-{socket.gethostname()}-{os.getpid()}"
+    staging = _staging(path)
     try:
-        template(sweep).to_zarr(
-            staging, mode="w", compute=False, zarr_format=2, consolidated=True,
-            encoding=_encoding(sweep),
-        )  # fmt: skip
-        _record_metadata_checksums(staging)
+        _write_template(staging, sweep)
         failpoint("template-staged")
         os.rename(staging, path)  # atomic: the store appears complete or not at all
     except OSError as err:
@@ -271,6 +280,56 @@ def _create(path: Path, sweep: Sweep) -> bool:
             raise InputError(str(path), f"cannot write the store: {err.strerror}") from None
         return False
     return True
+
+
+def _staging(path: Path) -> Path:
+    """Where this process writes a template for ``path`` before renaming it into place."""
+    return path.parent / f".{path.name}.template-{socket.gethostname()}-{os.getpid()}"
+
+
+def _write_template(staging: Path, sweep: Sweep, attrs: dict | None = None) -> None:
+    """Write the template of ``sweep`` (with ``attrs``, when given, as its attributes)
+    to ``staging``, its metadata and coordinates checksummed."""
+    made = template(sweep)
+    if attrs is not None:
+        made.attrs = {k: v for k, v in attrs.items() if k != METADATA_CHECKSUM}
+    made.to_zarr(
+        staging, mode="w", compute=False, zarr_format=2, consolidated=True,
+        encoding=_encoding(sweep),
+    )  # fmt: skip
+    _record_metadata_checksums(staging)
+
+
+def remake(path: str | Path) -> tuple[int, Path]:
+    """Re-make the store at ``path``, whose metadata or coordinates are damaged, from its
+    own record of the sweep (its attributes, when they are intact: an InputError says
+    when not), keeping every recorded chunk whose data still matches its checksum; the
+    rest are un-recorded, for a rerun to solve. The damaged store is moved aside, not
+    deleted. Returns how many chunks are kept and where the damaged store went."""
+    path = Path(path)
+    attrs = intact_attributes(path)
+    if attrs is None:
+        raise InputError(str(path), UNKNOWN_SWEEP)
+    staging = _staging(path)
+    try:
+        _write_template(staging, stored_sweep(attrs), attrs)
+        for name in [*SCHEMA, *RECORDS]:  # the chunk files, each read back below
+            if (path / name).is_dir():
+                for file in (path / name).iterdir():
+                    if not file.name.startswith("."):
+                        shutil.copyfile(file, staging / name / file.name)
+        unrecord(staging, sorted(damaged_chunks(staging)))
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    aside = path.with_name(f"{path.name}.damaged")
+    for n in range(1, 1000):
+        if not aside.exists():
+            break
+        aside = path.with_name(f"{path.name}.damaged-{n}")
+    os.rename(path, aside)
+    os.rename(staging, path)
+    return int(chunks_done(path).sum()), aside
 
 
 def _record_metadata_checksums(path: Path) -> None:
@@ -342,7 +401,7 @@ def metadata_problem(path: str | Path) -> str | None:
     if not isinstance(attrs, dict):
         return (
             "is a Zarr store whose attributes cannot be read (.zmetadata, .zattrs): if it "
-            f"is an edgesplit store, its metadata is damaged; {RECOVER}"
+            f"is an edgesplit store, {UNKNOWN_SWEEP}"
         )
     made = attrs.get("edgesplit_format")
     if isinstance(made, str) and made.startswith("edgesplit-sweep-") and made != FORMAT:
