@@ -182,7 +182,7 @@ CASES = [
         sweep_with("seed = 1", "seed = 2"),
         "run {file} --out {store}",
         "store.zarr",
-        "different sweep",
+        "was made with seed = 1, not 2",
     ),
     ("missing sweep", None, "run {file}", "missing.toml", "cannot read"),
     ("no devices key", scenario_with(remove("devices")), "solve {file}", "devices", "missing"),

@@ -46,7 +46,8 @@ CASES = [
     # int32: each count within the int32 that holds it, and products of counts.
     ("crbs beyond int32", sweep_with("crbs = 4", "crbs = 3000000000"), "run", "setup.crbs",
      f"must be <= {INT32_MAX}, got 3000000000"),
-    ("crbs axis beyond int32", SWEEP + "crbs = [4, 2147483648]\n", "run", "axes.crbs[1]",
+    ("crbs axis beyond int32", sweep_with("crbs = 4\n", "") + "crbs = [4, 2147483648]\n", "run",
+     "axes.crbs[1]",
      f"must be <= {INT32_MAX}"),
     ("max_rounds 2**32", SWEEP.replace("[axes]", "[game]\nmax_rounds = 4294967296\n\n[axes]"),
      "run", "game.max_rounds", f"must be <= {INT32_MAX - 1}"),

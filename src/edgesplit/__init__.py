@@ -45,14 +45,14 @@ _HOMES = {
     "Scheme": "edgesplit.model.schemes",
     "Status": "edgesplit.game.algorithm1",
     "Solution": "edgesplit.game.solve",
-    "solve": "edgesplit.game.solve",
-    "solve_at_prices": "edgesplit.game.solve",
+    "solve": "edgesplit.api",
+    "solve_at_prices": "edgesplit.api",
     # Batches and sweeps.
-    "solve_batch": "edgesplit.sweep.batch",
+    "solve_batch": "edgesplit.api",
     "Topology": "edgesplit.sweep.topology",
     "sample_topology": "edgesplit.sweep.topology",
     "Sweep": "edgesplit.sweep.spec",
-    "run": "edgesplit.sweep.runner",
+    "run": "edgesplit.api",
     "open_store": "edgesplit.sweep.store",
     # From a store to a conclusion.
     "compare": "edgesplit.analysis.statistics",

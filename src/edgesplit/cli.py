@@ -1,5 +1,6 @@
 """The ``edgesplit`` command line. Errors in user input, and a machine that cannot carry a
-run, print one line and exit with status 2; SIGINT and SIGTERM stop a run with one line."""
+run, print one line and exit with status 2; SIGINT and SIGTERM stop any command with one
+line (status 130, 143); a closed or failing stdout is one line too (status 2)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import sys
 import warnings
 
 from edgesplit.errors import InputError, RunError
+from edgesplit.sweep.interrupts import checkpoint, interrupts_raise
 
 
 def _solve(args) -> int:
@@ -28,7 +30,7 @@ def _solve(args) -> int:
     else:
         solution = solve(parsed.scenario, scheme, parsed.settings)
     # Strict JSON: solution_to_json gives null, never NaN or Infinity, for what is undefined.
-    print(json.dumps(solution_to_json(solution), indent=2, allow_nan=False))
+    _emit(json.dumps(solution_to_json(solution), indent=2, allow_nan=False) + "\n")
     return 0
 
 
@@ -59,7 +61,7 @@ def _init(args) -> int:
     sweep = _sweep_with_overrides(args)
     out = _store_path(args, sweep)
     check_memory(sweep, solving=False)  # the template; workers may run elsewhere
-    done = open_or_create(out, sweep, allow_build=args.allow_other_build)
+    done, _ = open_or_create(out, sweep, allow_build=args.allow_other_build)
     # The workers' command, quoted to run as printed (with I/N filled in).
     worker = ["edgesplit", "run", args.sweep, "--out", out]
     for flag, value in (("--topologies", args.topologies), ("--chunk", args.chunk)):
@@ -124,15 +126,37 @@ def _run(args) -> int:
 
 
 def _verify(args) -> int:
-    """Exit 0 when every recorded chunk reads back as recorded, else 1, with a line per
-    damaged chunk on stdout; ``--repair`` un-records them so a rerun solves them again."""
-    from edgesplit.sweep.integrity import damaged_chunks, unrecord
-    from edgesplit.sweep.store import chunks_done, open_unverified
+    """Exit 0 when the store's metadata and coordinates and every recorded chunk read
+    back as recorded, else 1, with a line per damage on stdout; ``--repair`` un-records
+    the damaged chunks so a rerun solves them again, and re-makes damaged metadata from
+    the store's record of its sweep (:func:`~edgesplit.sweep.store.remake`)."""
+    from pathlib import Path
 
-    open_unverified(args.store)  # an edgesplit store, or one line saying why not
+    from edgesplit.sweep.integrity import damaged_chunks, metadata_damage, unrecord
+    from edgesplit.sweep.store import RECOVER, chunks_done, metadata_problem, remake
+
+    if not Path(args.store).exists():
+        raise InputError(args.store, "no such store")
+    problem = metadata_problem(args.store)
+    if problem is not None:  # not an edgesplit store: nothing to verify
+        raise InputError(args.store, problem)
+    damage = metadata_damage(args.store)
+    if damage is not None:  # the chunks cannot be read as their metadata says
+        _emit(f"metadata: {damage}\n")
+        if not args.repair:
+            print(f"{args.store}: its metadata is damaged; {RECOVER}", file=sys.stderr)
+            return 1
+        kept, aside = remake(args.store)
+        print(
+            f"{args.store}: its metadata re-made from its record of the sweep, {kept} "
+            f"verified chunk(s) kept; rerun the sweep to solve the rest; the damaged store "
+            f"was moved to {aside}: delete it once the store is complete",
+            file=sys.stderr,
+        )
+        return 1
     damaged = damaged_chunks(args.store)
-    for index, why in sorted(damaged.items()):
-        print(f"chunk {index}: {why}")
+    if damaged:
+        _emit("".join(f"chunk {index}: {why}\n" for index, why in sorted(damaged.items())))
     recorded = int(chunks_done(args.store).sum())
     if damaged and args.repair:
         unrecord(args.store, sorted(damaged))
@@ -161,7 +185,7 @@ def _summarize(args) -> int:
         for flag in ("along", "variable", "bootstrap"):
             if getattr(args, flag) is not None:
                 raise InputError(f"--{flag}", "compares schemes or rules: give --baseline too")
-        print(summary_table(summary(ds, args.confidence), form), end="")
+        _emit(summary_table(summary(ds, args.confidence), form))
         return 0
     results = [
         compare(
@@ -171,7 +195,7 @@ def _summarize(args) -> int:
         )
         for variable in args.variable or ["device_utility", "server_utility"]
     ]  # fmt: skip
-    print(comparison_tables(results, form), end="")
+    _emit(comparison_tables(results, form))
     return 0
 
 
@@ -182,6 +206,7 @@ def _plot(args) -> int:
         args.store, baseline=args.baseline, along=args.along or "scheme",
         confidence=args.confidence, **_selection(args.sel),
     )  # fmt: skip
+    checkpoint()  # a signal while drawing: the last figure stays
     save_figure(figure, args.output)
     return 0
 
@@ -194,18 +219,22 @@ def _trace(args) -> int:
     parsed = read_scenario(args.scenario)
     traced = trace(parsed.scenario, args.scheme, parsed.settings)
     if args.output:
-        save_figure(trace_figure(traced), args.output)
+        figure = trace_figure(traced)
+        checkpoint()
+        save_figure(figure, args.output)
     if args.json:
-        print(json.dumps(traced.to_json(), indent=1, allow_nan=False))
+        _emit(json.dumps(traced.to_json(), indent=1, allow_nan=False) + "\n")
     else:
-        print(traced.table(), end="")
+        _emit(traced.table())
     return 0
 
 
 def _export(args) -> int:
     from edgesplit.analysis.export import scenario_of, write_scenario
 
-    write_scenario(scenario_of(args.store, args.topology, **_selection(args.sel)), args.output)
+    document = scenario_of(args.store, args.topology, **_selection(args.sel))
+    checkpoint()
+    write_scenario(document, args.output)
     return 0
 
 
@@ -225,7 +254,7 @@ def _selection(pairs: list[str] | None) -> dict[str, str]:
 def _defaults(args) -> int:
     from edgesplit.config import defaults_markdown
 
-    print(defaults_markdown())
+    _emit(defaults_markdown() + "\n")
     return 0
 
 
@@ -312,7 +341,8 @@ def parser() -> argparse.ArgumentParser:
     verify.add_argument("store")
     verify.add_argument(
         "--repair", action="store_true",
-        help="un-record the damaged chunks, so that a rerun of the sweep solves them again",
+        help="un-record the damaged chunks, so that a rerun of the sweep solves them again; "
+        "re-make damaged metadata from the store's record of its sweep",
     )  # fmt: skip
     verify.set_defaults(run=_verify)
 
@@ -392,32 +422,58 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+def _emit(text: str) -> None:
+    """Write a command's output to stdout, unless a signal came first (it stops the
+    command instead); a closed stdout, or one that fails, is a RunError."""
+    checkpoint()
+    if sys.stdout is None:  # started with stdout closed
+        raise RunError("stdout", "is closed; nothing was written")
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except OSError as err:
+        _stdout_to_devnull()  # nothing more to lose at exit, nor a second report
+        if isinstance(err, BrokenPipeError):
+            raise
+        from edgesplit.sweep.resources import describe
+
+        raise RunError("stdout", f"writing failed: {describe(err, where=False)}") from None
+
+
+def _stdout_to_devnull() -> None:
+    with contextlib.suppress(Exception):  # no file descriptor (a test's capture)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command; every failure is one line on stderr. Exit status 0, 2 for bad
     input or a machine that cannot carry the run (full disk, read-only store, too
-    little memory), 128 + the signal when SIGINT (130) or SIGTERM (143) stops it."""
-    args = parser().parse_args(argv)
-    from edgesplit.sweep.interrupts import checkpoint, interrupts_raise
-
+    little memory, a closed or failing stdout), 128 + the signal when SIGINT (130) or
+    SIGTERM (143) stops it, from the first instruction on, and 141 (SIGPIPE) when the
+    reader of stdout is gone (``| head``)."""
     with interrupts_raise(), warnings.catch_warnings():
         warnings.showwarning = _warning_in_one_line
         try:
+            args = parser().parse_args(argv)
             import jax
 
             from edgesplit.sweep.compile_cache import enable_compile_cache
 
             # Single solves and their reference checks run in float64.
             jax.config.update("jax_enable_x64", True)
-            if args.command in ("run", "solve"):  # the commands that compile
+            if args.command in ("run", "solve", "trace", "export"):  # the commands that compile
                 enable_compile_cache()
             checkpoint()  # a signal that came during the imports
-            return args.run(args)
+            status = args.run(args)
+            checkpoint()  # one Python dropped: not a success
+            return status
         except (InputError, RunError) as err:
             return _fail(str(err))
         except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM (an Interrupted)
             return _interrupted(stop)
-        except BrokenPipeError:  # output piped into `head` and the like
-            return 0
+        except BrokenPipeError:  # output piped into `head` and the like: quietly
+            _stdout_to_devnull()
+            return 128 + signal.SIGPIPE
         except OSError as err:  # not met by the run's own checks
             from edgesplit.sweep.resources import describe
 

@@ -14,11 +14,19 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 from decimal import Decimal
+from pathlib import Path
 
 import jax
+import numpy as np
 
 from edgesplit.errors import InputError
-from edgesplit.model.dnn import REFERENCE_CLOCK_HZ
+from edgesplit.model.dnn import (
+    BUILTIN_PROFILES,
+    REFERENCE_CLOCK_HZ,
+    DnnModel,
+    load_profile,
+    model_from_profile,
+)
 from edgesplit.validation import FLOAT_MAX, INT32_MAX, choice, number, show, table
 
 MAX_CYCLE_WINDOW = 1024
@@ -61,7 +69,7 @@ class Setup:
     """How random scenarios are drawn. Numbers may be traced arrays (swept under ``jax.jit``);
     ``models`` is static because it fixes the partition tables' shape."""
 
-    models: tuple[str, ...] = _param(
+    models: tuple[str | DnnModel, ...] = _param(
         ("alexnet", "asr", "face"), "", "",
         "Section IV: each MD runs AlexNet, speech or face recognition, picked uniformly at random",
         static=True,
@@ -172,8 +180,77 @@ class Setup:
         0.05, "utility/s per block", "Δ", "Choice: 0.5% of the maximum price", above=0
     )
 
+    def __post_init__(self):
+        """Each field within its bounds (:func:`check_setup_value`), as in a sweep file's
+        ``[setup]``; ``models`` resolved to built-in names and :class:`DnnModel` profiles.
+
+        Fields given as arrays (the sweep engine's setups of a whole grid, traced under
+        ``jax.jit``) and placeholders JAX builds while it maps a tree are left as they
+        are: they come from checked setups. The rules between fields (a price step no
+        larger than the maximum price, utilities that stay finite) hold for a grid of
+        setups and are checked with it, by :class:`~edgesplit.sweep.spec.Sweep`."""
+        if not _is_placeholder(self.models):
+            object.__setattr__(self, "models", resolve_models(self.models, "models"))
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.metadata["static"] or _is_placeholder(value):
+                continue
+            if isinstance(value, np.generic):
+                value = value.item()
+            object.__setattr__(self, f.name, check_setup_value(f.name, value, f.name))
+
     def replace(self, **changes) -> Setup:
         return dataclasses.replace(self, **changes)
+
+
+def _is_placeholder(value) -> bool:
+    """Whether a field holds what no user gives: an array (or a tracer, or the shape of
+    one; a NumPy scalar is a number), or what JAX puts in a tree's leaves while it maps
+    over it."""
+    if isinstance(value, np.generic):
+        return False
+    return value is None or hasattr(value, "shape") or type(value) is object
+
+
+def resolve_models(models, where: str) -> tuple[str | DnnModel, ...]:
+    """``models`` as :class:`Setup` holds them: a non-empty tuple of built-in model names
+    and :class:`DnnModel` s. A ``.csv`` or ``.json`` path is read now (relative to the
+    working directory; a sweep file's paths are relative to the file) into a model
+    named by the path as given, so that what the store records is its contents."""
+    if isinstance(models, str) or not isinstance(models, tuple | list):
+        raise InputError(where, f"must be a list of model names or profiles, got {show(models)}")
+    if not models:
+        raise InputError(where, "must not be empty")
+    resolved = []
+    for i, model in enumerate(models):
+        if isinstance(model, str) and Path(model).suffix.lower() in (".csv", ".json"):
+            model = read_profile_model(model, f"{where}[{i}]")
+        elif isinstance(model, str):
+            if model not in BUILTIN_PROFILES:
+                known = ", ".join(sorted(BUILTIN_PROFILES))
+                raise InputError(
+                    f"{where}[{i}]",
+                    f"{model!r} is neither a built-in model ({known}) nor a .csv/.json profile",
+                )
+        elif not isinstance(model, DnnModel):
+            raise InputError(
+                f"{where}[{i}]",
+                f"must be a model name, profile path or DnnModel, got {show(model)}",
+            )
+        resolved.append(model)
+    return tuple(resolved)
+
+
+def read_profile_model(path: str, where: str, base_dir: Path = Path(".")) -> DnnModel:
+    """The model of the profile at ``path`` (relative to ``base_dir``), read afresh,
+    named ``path`` as given; errors name the cell as ``where: PATH[ROW].COLUMN``."""
+    full = str(base_dir / path)
+    try:
+        model = model_from_profile(load_profile(full, name=path))
+    except InputError as err:
+        cell = path + err.field[len(full) :] if err.field.startswith(full) else err.field
+        raise InputError(where, f"{cell}: {err.problem}") from None
+    return model
 
 
 def check_setup_value(name: str, value, where: str, precision: str = "float64"):
@@ -265,8 +342,9 @@ def check_price_step(price_step: float, max_price: float, where: str) -> None:
 
 
 MAX_PROFILES = 250_000
-"""The most price profiles ``leader = "enumerate"`` evaluates per game, K^S for K price
-levels and S servers: each game holds every profile's server utilities while it
+"""The most price profiles ``leader = "enumerate"`` evaluates per game, K^S for the K
+levels of a server's grid and S servers (not counting the spare level of
+:func:`price_levels`): each game holds every profile's server utilities while it
 decides (two servers of the default 201 levels: 40,401 profiles, one market each)."""
 
 LEADERS = ("local", "best_response", "enumerate")
@@ -398,10 +476,11 @@ class GameSettings:
         if self.price_levels and self.price_levels < levels:
             raise InputError("price_levels", f"must be >= the most price levels ({levels})")
         levels = self.price_levels or int(levels)
-        if self.leader == "enumerate" and levels**servers > MAX_PROFILES:
+        grid = levels - 1  # the levels of the grid, without the spare
+        if self.leader == "enumerate" and grid**servers > MAX_PROFILES:
             raise InputError(
                 "leader",
-                f"'enumerate' would evaluate {levels}^{servers} = {levels**servers:,} price "
+                f"'enumerate' would evaluate {grid}^{servers} = {grid**servers:,} price "
                 f"profiles per game, above {MAX_PROFILES:,} (fewer levels: a larger "
                 "price_step; or leader = 'best_response')",
             )

@@ -128,7 +128,8 @@ _KINDS = {
 
 
 def read_text(path: Path) -> str:
-    """A user file's text (UTF-8, newlines as ``\\n``), or an InputError naming the file.
+    """A user file's text (UTF-8, with or without a byte-order mark; newlines as
+    ``\\n``), or an InputError naming the file.
 
     Only a regular file or a pipe is read (``/dev/zero`` is refused), and at most
     :data:`MAX_FILE_BYTES` of it: a larger one is refused."""
@@ -151,7 +152,7 @@ def read_text(path: Path) -> str:
             where, f"is larger than {MAX_FILE_BYTES // 2**20} MiB, the most edgesplit reads"
         )
     try:
-        text = data.decode("utf-8")
+        text = data.decode("utf-8-sig")  # a byte-order mark, which some editors write, dropped
     except UnicodeDecodeError:
         raise InputError(where, "is not a text file") from None
     return text.replace("\r\n", "\n").replace("\r", "\n")  # as text mode reads it

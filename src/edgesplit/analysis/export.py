@@ -24,9 +24,9 @@ import xarray as xr
 
 from edgesplit.analysis.statistics import label_of, show_label
 from edgesplit.errors import InputError
-from edgesplit.io.sweep_file import parse_sweep
-from edgesplit.model.dnn import resolve_model
+from edgesplit.model.dnn import builtin_model
 from edgesplit.sweep.chunks import chunk_program
+from edgesplit.sweep.identity import stored_sweep
 from edgesplit.sweep.spec import Sweep
 from edgesplit.sweep.store import open_store
 
@@ -76,12 +76,6 @@ def scenario_of(store: xr.Dataset | str | os.PathLike, topology: int, **sel) -> 
     return document
 
 
-def stored_sweep(attrs: dict) -> Sweep:
-    """The sweep a store was made from, from its attributes."""
-    sweep = parse_sweep(attrs["sweep_text"], default_name=attrs.get("sweep_name", "sweep"))
-    return sweep.replace(topologies=int(attrs["topologies"]), chunk=int(attrs["chunk"]))
-
-
 def _draw(sweep: Sweep, topology: int, point: dict):
     """The topology as the sweep's sampling program draws it at ``point``, unbatched."""
     setup_index = int(
@@ -99,10 +93,10 @@ def _draw(sweep: Sweep, topology: int, point: dict):
 def _document(sweep: Sweep, drawn, game) -> dict:
     scenario = drawn.scenario
     devices, servers = scenario.devices, scenario.servers
-    names = [_model_name(model) for model in sweep.setup.models]
+    names = [model if isinstance(model, str) else model.name for model in sweep.setup.models]
     models = {}
     for name, model in zip(names, sweep.setup.models, strict=True):
-        profile = resolve_model(model)
+        profile = builtin_model(model) if isinstance(model, str) else model
         models[name] = {
             "input_bits": float(profile.input_bits),
             "layers": [
@@ -149,11 +143,6 @@ def _document(sweep: Sweep, drawn, game) -> dict:
         ],
         "game": {k: _plain(v) for k, v in dataclasses.asdict(game).items()},
     }
-
-
-def _model_name(model: str) -> str:
-    """A model's name in the scenario: a built-in's own, a profile file's stem."""
-    return Path(model).stem if Path(model).suffix.lower() in (".csv", ".json") else model
 
 
 def _plain(value):

@@ -180,8 +180,9 @@ def _method(method) -> Interval:
 
 def _finished(ds: xr.Dataset) -> xr.Dataset:
     """Only the finished topologies, with ``equilibrium``, for a Dataset from
-    :func:`~edgesplit.sweep.store.open_store` or read as it is (``xr.open_zarr``)."""
-    if "chunk_done" in ds.data_vars:
+    :func:`~edgesplit.sweep.store.open_store` or :func:`~edgesplit.sweep.runner.run`
+    (which say how many are in), or read as it is (``xr.open_zarr``)."""
+    if "chunk_done" in ds.data_vars and "finished_topologies" not in ds.attrs:
         return finished(ds)
     certified = "certificate" in ds.data_vars and "min_gain" in ds.attrs
     return with_equilibrium(ds) if certified and "equilibrium" not in ds.data_vars else ds

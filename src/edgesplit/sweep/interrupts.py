@@ -1,14 +1,16 @@
 """SIGINT and SIGTERM, stopping a run between chunks.
 
 Under the command line (:func:`interrupts_raise`) both raise
-:class:`~edgesplit.errors.Interrupted`, a KeyboardInterrupt; :func:`signals_deferred`
-holds them while a chunk is written and recorded, and :func:`checkpoint` raises again
-one that Python dropped where it landed. Light (no JAX, no NumPy), so that the command
+:class:`~edgesplit.errors.Interrupted`, a KeyboardInterrupt: at once, or, when one
+lands inside an import, as that import returns; :func:`signals_deferred` holds them
+while a chunk is written and recorded, and :func:`checkpoint` raises again one that
+Python dropped where it landed. Light (no JAX, no NumPy), so that the command
 line installs its handlers before it imports anything heavy.
 """
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import signal
 import sys
@@ -66,7 +68,8 @@ _received: list[int] = []  # signals met by interrupts_raise's handler, in order
 def interrupts_raise() -> Iterator[None]:
     """While the block runs (the command line), SIGINT and SIGTERM raise
     :class:`~edgesplit.errors.Interrupted`, and are remembered: one that lands in an
-    import is not raised there, and one raised where Python drops exceptions (a
+    import is raised as the outermost import returns (an import statement's, in the
+    main thread), not inside it; one raised where Python drops exceptions (a
     garbage-collection callback, a finalizer) is not printed; the next
     :func:`checkpoint` raises either. An ignored SIGINT (``nohup``, a
     background job) stays ignored. Only in the main thread."""
@@ -83,15 +86,34 @@ def interrupts_raise() -> Iterator[None]:
         if not isinstance(report.exc_value, KeyboardInterrupt):
             hook(report)
 
+    main = threading.main_thread()
+    depth = 0  # imports under way in the main thread
+
+    def importing(*args, **kwargs):
+        nonlocal depth
+        if threading.current_thread() is not main:
+            return load(*args, **kwargs)
+        before = len(_received)
+        depth += 1
+        try:
+            module = load(*args, **kwargs)
+        finally:
+            depth -= 1
+        if depth == 0 and len(_received) > before:  # a signal landed inside the import
+            raise Interrupted(_received[before])
+        return module
+
     previous = {}
     for signum in (signal.SIGINT, signal.SIGTERM):
         handler = signal.getsignal(signum)
         if handler is not None and handler != signal.SIG_IGN:
             previous[signum] = signal.signal(signum, interrupt)
     hook, sys.unraisablehook = sys.unraisablehook, unraisable
+    load, builtins.__import__ = builtins.__import__, importing
     try:
         yield
     finally:
+        builtins.__import__ = load
         for signum, handler in previous.items():
             signal.signal(signum, handler)
         sys.unraisablehook = hook

@@ -32,6 +32,7 @@ import re
 import signal
 import socket
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 
 from edgesplit.errors import InputError, Interrupted, RunError
@@ -39,9 +40,12 @@ from edgesplit.sweep.integrity import RECORDS
 from edgesplit.sweep.interrupts import checkpoint, received
 from edgesplit.sweep.schema import SCHEMA
 from edgesplit.sweep.spec import Sweep
-from edgesplit.sweep.store import chunks_done, dtype_of, shape_of
+from edgesplit.sweep.store import chunks_done, dims_of, dtype_of, shape_of
 
 MEMORY_LIMIT = "EDGESPLIT_MEMORY_LIMIT"
+MAX_MEMORY_LIMIT = 2**60
+"""The largest memory limit taken, 1 EiB: a limit is compared with byte counts in
+floating point, and no machine has more."""
 
 # Measured with xarray 2026.9 and dask 2026.8: building the template and writing it
 # (``to_zarr(compute=False)``) costs about 710 bytes per dask chunk (one per variable
@@ -59,7 +63,8 @@ _DEVICE_SHARE = 0.8  # of an accelerator's free memory, for a batch chosen by ed
 
 def _size(count: float) -> str:
     """In the binary units EDGESPLIT_MEMORY_LIMIT takes: ``2.3 GiB``."""
-    for unit, scale in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+    units = (("EiB", 2**60), ("PiB", 2**50), ("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20))
+    for unit, scale in (*units, ("KiB", 2**10)):
         if count >= scale:
             return f"{count / scale:.1f} {unit}"
     return f"{int(count)} bytes"
@@ -76,7 +81,13 @@ def _parse_bytes(text: str) -> int | None:
             MEMORY_LIMIT, f"must be a number of bytes (e.g. 8G, 512M) or off, got {text!r}"
         )
     scale = 1024 ** ("kmgt".index(match[2]) + 1) if match[2] else 1
-    return int(float(match[1]) * scale)
+    count = int(Decimal(match[1]) * scale)  # exact: no float overflows on many digits
+    if count > MAX_MEMORY_LIMIT:
+        raise InputError(
+            MEMORY_LIMIT, f"must be at most {_size(MAX_MEMORY_LIMIT)} (or off), got "
+            f"{text.strip() if len(text.strip()) <= 20 else text.strip()[:17] + '...'}",
+        )  # fmt: skip
+    return count
 
 
 def _meminfo_available() -> int | None:
@@ -166,8 +177,12 @@ def template_bytes(sweep: Sweep) -> int:
 
 def result_bytes(sweep: Sweep, topologies: int) -> int:
     """The bytes of the store's variables for ``topologies`` topologies."""
-    sized = sweep.replace(topologies=topologies)
-    return sum(math.prod(shape_of(name, sized)) * dtype_of(name, sized).itemsize for name in SCHEMA)
+    total = 0
+    for name in SCHEMA:
+        sizes = zip(dims_of(name, sweep), shape_of(name, sweep), strict=True)
+        shape = [topologies if dim == "topology" else size for dim, size in sizes]
+        total += math.prod(shape) * dtype_of(name, sweep).itemsize
+    return total
 
 
 def _held(sweep: Sweep, in_memory: bool) -> int:

@@ -3,6 +3,7 @@ run stopped; or in memory, for a notebook."""
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ import jax
 import numpy as np
 import xarray as xr
 
-from edgesplit.errors import InputError
+from edgesplit.errors import InputError, RunError
 from edgesplit.sweep.chunks import ChunkSolver, ProgramMemory, chunk_solver
 from edgesplit.sweep.faults import trace
 from edgesplit.sweep.identity import build
@@ -30,6 +31,7 @@ from edgesplit.sweep.spec import Sweep
 from edgesplit.sweep.store import (
     as_stored,
     chunk_region,
+    chunks_done,
     open_or_create,
     open_store,
     template,
@@ -121,10 +123,26 @@ def run_sweep(
     Nothing is built before the sweep is checked to fit in memory, nothing compiles
     before the store is checked to be writable; an OSError (a full disk, a read-only
     store) is a RunError and Ctrl-C an :class:`~edgesplit.errors.Interrupted`, both
-    saying how many chunks are recorded (the store stays intact and resumable)."""
+    saying how many chunks are recorded (the store stays intact and resumable). A store
+    this run made is removed again when the run is refused before it records a chunk."""
     _check_batch(batch)
     check_memory(sweep)
-    done = open_or_create(path, sweep, allow_build=allow_build, workers=share.count)
+    done, created = open_or_create(path, sweep, allow_build=allow_build, workers=share.count)
+    try:
+        return _run_chunks(sweep, path, done, progress=progress, share=share, batch=batch)
+    except (InputError, RunError):
+        # A refused run leaves no store behind that it made and recorded nothing in
+        # (one made for a chunk too large would then refuse the chunk advised).
+        if created and share.count == 1 and not chunks_done(path).any():
+            shutil.rmtree(path, ignore_errors=True)
+        raise
+
+
+def _run_chunks(
+    sweep: Sweep, path: str | Path, done: np.ndarray, *, progress: bool, share: Share,
+    batch: int | None,
+) -> int:  # fmt: skip
+    """:func:`run_sweep`'s work once the store is there: ``done`` says which chunks are."""
     damaged = damaged_chunks(path, full=False)
     if damaged:
         index, why = min(damaged.items())

@@ -8,8 +8,9 @@ written into its own chunk-aligned region and nothing is written twice.
 Writing order, so that a crash never leaves a store that lies:
 
 1. The template (dims, coordinates, attributes, empty variables) is built in a
-   temporary folder beside the target and renamed into place: a store either has a
-   complete template or does not exist.
+   temporary folder beside the target, its metadata and coordinates checksummed
+   (:func:`~edgesplit.sweep.integrity.metadata_checksums`), and renamed into place: a
+   store either has a complete template or does not exist.
 2. A chunk's variables are written into their region and synced to disk, then its
    checksum and build, then ``chunk_done[i]`` is set (:mod:`edgesplit.sweep.integrity`).
    A chunk killed mid-write is not marked and is solved again.
@@ -19,6 +20,15 @@ with a fill value no result takes, as NaN too under ``xarray.open_zarr`` (which 
 gives them a float dtype). :func:`open_store` keeps only the verified finished chunks,
 with every variable in its own dtype.
 
+Attributes: ``sweep``, the resolved sweep in a canonical form (JSON; what the results
+depend on, from which :func:`~edgesplit.sweep.identity.stored_sweep` rebuilds the
+:class:`~edgesplit.sweep.spec.Sweep`), ``sweep_text`` (the file as written),
+``models`` (the name of each model, by the index the ``model`` variable holds: a
+built-in name or a profile's path as the sweep file gives it), ``seed``,
+``topologies``, ``chunk``, ``precision``, ``min_gain``, the builds
+(``edgesplit_version``, ``git_commit``, ``jax_version``, ``jaxlib_version``) and
+``metadata_checksum``.
+
 Padded devices and servers (when the number of devices or servers is swept) have
 NaN in their float variables and are marked by ``device_active``/``server_active``,
 so ``ds.device_utility.mean("device")`` averages over real devices only.
@@ -26,6 +36,8 @@ so ``ds.device_utility.mean("device")`` averages over real devices only.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
 import socket
@@ -39,13 +51,42 @@ import zarr
 from edgesplit.config import Setup
 from edgesplit.errors import InputError
 from edgesplit.sweep.faults import failpoint, trace
-from edgesplit.sweep.identity import build, check_identity, identity_attributes
-from edgesplit.sweep.integrity import RECORDS, checksum, damaged_chunks, region
+from edgesplit.sweep.identity import (
+    build,
+    check_identity,
+    identity_attributes,
+    model_names,
+    stored_sweep,
+)
+from edgesplit.sweep.integrity import (
+    METADATA_CHECKSUM,
+    RECORDS,
+    checksum,
+    damaged_chunks,
+    intact_attributes,
+    metadata_checksums,
+    metadata_damage,
+    region,
+    unrecord,
+)
 from edgesplit.sweep.schema import POINT, SCHEMA, VARIABLES
 from edgesplit.sweep.spec import Sweep
 
-FORMAT = "edgesplit-sweep-1"
-"""Value of the ``edgesplit_format`` attribute that marks a store as ours."""
+FORMAT = "edgesplit-sweep-2"
+"""Value of the ``edgesplit_format`` attribute that marks a store as ours. Format 2
+records the resolved sweep (``sweep``) and checksums the metadata; a format-1 store
+is refused with a line that says so."""
+
+RECOVER = (
+    "`edgesplit verify --repair` re-makes it from the store's record of its sweep, "
+    "keeping every chunk that verifies"
+)
+"""How to recover from damaged metadata, as the error lines say it."""
+
+UNKNOWN_SWEEP = (
+    "its attributes are damaged too, so the sweep it was made from is not known: rerun "
+    "the sweep into a new store (--out), and delete this one once the new one is complete"
+)
 
 
 def dims_of(name: str, sweep: Sweep) -> tuple[str, ...]:
@@ -144,7 +185,7 @@ def _attributes(sweep: Sweep) -> dict:
         "edgesplit_format": FORMAT,
         "title": sweep.description or sweep.name,
         "sweep_name": sweep.name,
-        "models": " ".join(Path(m).stem if "/" in m else m for m in sweep.setup.models),
+        "models": model_names(sweep),
         "min_gain": sweep.game.min_gain,  # what an equilibrium's certificate may reach
         **identity_attributes(sweep),
         "jax_version": jax.__version__,
@@ -164,12 +205,15 @@ def _encoding(sweep: Sweep) -> dict:
 
 def open_or_create(
     path: str | Path, sweep: Sweep, *, allow_build: bool = False, workers: int = 1
-) -> np.ndarray:
-    """Make sure ``path`` holds this sweep's store; return which chunks are done.
+) -> tuple[np.ndarray, bool]:
+    """Make sure ``path`` holds this sweep's store; return which chunks are done, and
+    whether this call created the store.
 
-    A new store gets its template; an existing one must come from the same sweep file,
-    profile files, sizes and seed, and the same edgesplit build unless ``allow_build``
-    (:func:`~edgesplit.sweep.identity.check_identity`), or an InputError says why not.
+    A new store gets its template; an existing one must be sound (its metadata and
+    coordinates as made) and come from the same resolved sweep (every setting the
+    results depend on, profiles by contents), and the same edgesplit build unless
+    ``allow_build`` (:func:`~edgesplit.sweep.identity.check_identity`), or an
+    InputError says why not.
     ``workers`` is how many workers share the store's chunks (1: this run alone): a
     store worked on by N workers takes no worker of another count.
     """
@@ -177,17 +221,23 @@ def open_or_create(
         raise InputError("--out", "must name a store, got ''")
     path = Path(path)
     _refuse_nested(path)
-    if not path.exists():
-        _create(path, sweep)
+    created = not path.exists() and _create(path, sweep)
     check_matches(path, sweep, allow_build=allow_build)
     if workers > 1:
         _claim_worker_count(path, workers)
-    return chunks_done(path)
+    return chunks_done(path), created
 
 
 def _refuse_nested(path: Path) -> None:
-    """A store inside another store would be read as part of it."""
-    for parent in path.resolve().parents:
+    """A store inside another store would be read as part of it; a link that leads
+    nowhere would be replaced by the store."""
+    try:
+        resolved = path.resolve()
+    except (RuntimeError, OSError):  # a loop of symbolic links
+        raise InputError(str(path), "is a loop of symbolic links; choose another --out") from None
+    if path.is_symlink() and not path.exists():
+        raise InputError(str(path), "is a symbolic link to nothing; choose another --out")
+    for parent in resolved.parents:
         if (parent / ".zgroup").is_file() or (parent / ".zarray").is_file():
             raise InputError(str(path), f"is inside the Zarr store {parent}; choose another --out")
 
@@ -208,8 +258,9 @@ def _claim_worker_count(path: Path, workers: int) -> None:
         raise InputError(str(path), f"cannot write the store: {err.strerror}") from None
 
 
-def _create(path: Path, sweep: Sweep) -> None:
-    """Write the template beside ``path`` and move it into place in one rename."""
+def _create(path: Path, sweep: Sweep) -> bool:
+    """Write the template beside ``path`` and move it into place in one rename; False
+    when another run created the store first."""
     parent = path.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
@@ -218,18 +269,79 @@ def _create(path: Path, sweep: Sweep) -> None:
     if not os.access(parent, os.W_OK):
         raise InputError(str(path), "the store's folder is not writable")
     _remove_stale_templates(path)
-    staging = parent / f".{path.name}.template-{socket.gethostname()}-{os.getpid()}"
+    staging = _staging(path)
     try:
-        template(sweep).to_zarr(
-            staging, mode="w", compute=False, zarr_format=2, consolidated=True,
-            encoding=_encoding(sweep),
-        )  # fmt: skip
+        _write_template(staging, sweep)
         failpoint("template-staged")
         os.rename(staging, path)  # atomic: the store appears complete or not at all
     except OSError as err:
         shutil.rmtree(staging, ignore_errors=True)
         if not path.exists():  # not merely another run that created it first
             raise InputError(str(path), f"cannot write the store: {err.strerror}") from None
+        return False
+    return True
+
+
+def _staging(path: Path) -> Path:
+    """Where this process writes a template for ``path`` before renaming it into place."""
+    return path.parent / f".{path.name}.template-{socket.gethostname()}-{os.getpid()}"
+
+
+def _write_template(staging: Path, sweep: Sweep, attrs: dict | None = None) -> None:
+    """Write the template of ``sweep`` (with ``attrs``, when given, as its attributes)
+    to ``staging``, its metadata and coordinates checksummed."""
+    made = template(sweep)
+    if attrs is not None:
+        made.attrs = {k: v for k, v in attrs.items() if k != METADATA_CHECKSUM}
+    made.to_zarr(
+        staging, mode="w", compute=False, zarr_format=2, consolidated=True,
+        encoding=_encoding(sweep),
+    )  # fmt: skip
+    _record_metadata_checksums(staging)
+
+
+def remake(path: str | Path) -> tuple[int, Path]:
+    """Re-make the store at ``path``, whose metadata or coordinates are damaged, from its
+    own record of the sweep (its attributes, when they are intact: an InputError says
+    when not), keeping every recorded chunk whose data still matches its checksum; the
+    rest are un-recorded, for a rerun to solve. The damaged store is moved aside, not
+    deleted. Returns how many chunks are kept and where the damaged store went."""
+    path = Path(path)
+    attrs = intact_attributes(path)
+    if attrs is None:
+        raise InputError(str(path), UNKNOWN_SWEEP)
+    staging = _staging(path)
+    try:
+        _write_template(staging, stored_sweep(attrs), attrs)
+        for name in [*SCHEMA, *RECORDS]:  # the chunk files, each read back below
+            if (path / name).is_dir():
+                for file in (path / name).iterdir():
+                    if not file.name.startswith("."):
+                        shutil.copyfile(file, staging / name / file.name)
+        unrecord(staging, sorted(damaged_chunks(staging)))
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    aside = path.with_name(f"{path.name}.damaged")
+    for n in range(1, 1000):
+        if not aside.exists():
+            break
+        aside = path.with_name(f"{path.name}.damaged-{n}")
+    os.rename(path, aside)
+    os.rename(staging, path)
+    return int(chunks_done(path).sum()), aside
+
+
+def _record_metadata_checksums(path: Path) -> None:
+    """Checksum the template's metadata and coordinates into its attributes."""
+    group = zarr.open_group(str(path), mode="r+", use_consolidated=False)
+    group.attrs[METADATA_CHECKSUM] = {}  # in place first: consolidating may reorder entries
+    zarr.consolidate_metadata(str(path))
+    group.attrs[METADATA_CHECKSUM] = metadata_checksums(path)
+    zarr.consolidate_metadata(str(path))
+    damage = metadata_damage(path)
+    if damage is not None:  # the checksums must hold for the store as written
+        raise RuntimeError(f"the template's metadata checksums do not hold: {damage}")
 
 
 def _remove_stale_templates(path: Path) -> None:
@@ -252,21 +364,58 @@ def _alive(pid: int) -> bool:
 
 
 def check_matches(path: Path, sweep: Sweep, *, allow_build: bool = False) -> None:
-    """Refuse a store that is not ours or was made from other inputs."""
-    try:
-        attrs = zarr.open_group(str(path), mode="r").attrs.asdict()
-    except Exception:
-        raise InputError(
-            str(path), "exists but is not a Zarr store; choose another --out"
-        ) from None
-    if attrs.get("edgesplit_format") != FORMAT:
-        raise InputError(
-            str(path), "exists but is not an edgesplit sweep store; choose another --out"
-        )
+    """Refuse a store that is not ours, is damaged, or was made from other inputs."""
+    attrs = verified_attributes(path, out=True)
     check_identity(str(path), attrs, sweep, allow_build=allow_build)
 
 
+def verified_attributes(path: str | Path, *, out: bool = False) -> dict:
+    """The attributes of the edgesplit store at ``path``, its metadata and coordinates
+    checked against their checksums, or an InputError saying what it is instead: no
+    Zarr store, another's, an older format's, or damaged (see :data:`RECOVER`).
+    ``out``: the store is a run's ``--out``, so a path holding something else is
+    worth choosing again."""
+    problem = metadata_problem(path)
+    if problem is not None:
+        another = out and problem.startswith("exists but")  # holds no store of ours
+        raise InputError(str(path), problem + ("; choose another --out" if another else ""))
+    damage = metadata_damage(path)
+    if damage is not None:
+        raise InputError(str(path), f"its metadata is damaged: {damage}; {RECOVER}")
+    return zarr.open_group(str(path), mode="r").attrs.asdict()
+
+
+def metadata_problem(path: str | Path) -> str | None:
+    """Why the folder at ``path`` is not an edgesplit store of this format (it is no
+    Zarr store, another's, or an older format's), or None; damage is another matter
+    (:func:`~edgesplit.sweep.integrity.metadata_damage`)."""
+    path = Path(path)
+    if not path.is_dir() or not any((path / name).exists() for name in (".zgroup", ".zmetadata")):
+        return "exists but is not a Zarr store"
+    attrs = None
+    for source in (".zmetadata", ".zattrs"):  # the second when the first is damaged
+        with contextlib.suppress(Exception):
+            found = json.loads((path / source).read_bytes())
+            attrs = found["metadata"][".zattrs"] if source == ".zmetadata" else found
+            break
+    if not isinstance(attrs, dict):
+        return (
+            "is a Zarr store whose attributes cannot be read (.zmetadata, .zattrs): if it "
+            f"is an edgesplit store, {UNKNOWN_SWEEP}"
+        )
+    made = attrs.get("edgesplit_format")
+    if isinstance(made, str) and made.startswith("edgesplit-sweep-") and made != FORMAT:
+        return (
+            f"was made by another edgesplit (store format {made}; this one reads {FORMAT}); "
+            "read it with that version, or rerun its sweep into a new store"
+        )
+    if made != FORMAT:
+        return "exists but is not an edgesplit sweep store"
+    return None
+
+
 def chunks_done(path: str | Path) -> np.ndarray:
+    """Which chunks are recorded as done (read as the store's metadata says)."""
     return np.asarray(zarr.open_group(str(path), mode="r")["chunk_done"][:], bool)
 
 
@@ -346,25 +495,25 @@ def open_store(path: str | Path) -> xr.Dataset:
 
 def open_unverified(path: str | Path) -> xr.Dataset:
     """The store as ``xarray.open_zarr`` reads it (unfinished values as NaN), checked to
-    be an edgesplit store."""
+    be an edgesplit store whose metadata and coordinates are as they were made (its
+    chunks are not read back: :func:`open_store` does)."""
     path = Path(path)
     if not path.exists():
         raise InputError(str(path), "no such store")
-    try:
-        ds = xr.open_zarr(path)
-    except Exception:
-        raise InputError(str(path), "is not a Zarr store") from None
-    if ds.attrs.get("edgesplit_format") != FORMAT:
-        raise InputError(str(path), "is not an edgesplit sweep store")
+    verified_attributes(path)
+    ds = xr.open_zarr(path)
+    del ds.attrs[METADATA_CHECKSUM]  # checked: no result of the sweep
     return ds
 
 
 def finished(ds: xr.Dataset) -> xr.Dataset:
     """Only the topologies whose chunk is recorded as done, every variable in its own
     dtype (unwritten values, read as NaN, are then gone), and ``equilibrium``
-    (:func:`with_equilibrium`)."""
+    (:func:`with_equilibrium`). A topology's chunk is known by its place along the dim,
+    never by its coordinate's value: ``ds`` is a store as ``xarray.open_zarr`` reads it,
+    all its topologies."""
     chunk = int(ds.attrs["chunk"])
-    done = np.asarray(ds.chunk_done.values, bool)[np.asarray(ds.topology.values) // chunk]
+    done = np.asarray(ds.chunk_done.values, bool)[np.arange(ds.sizes["topology"]) // chunk]
     ds = ds.isel(topology=np.flatnonzero(done))
     for name, variable in SCHEMA.items():
         if variable.dtype == "bool":

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from edgesplit.config import Setup
-from edgesplit.model.dnn import resolve_model
+from edgesplit.model.dnn import DnnModel, resolve_model
 from edgesplit.model.network import noise_power_dbm, rate_per_rrb, snr, uniform_in_disc
 from edgesplit.model.scenario import Devices, Scenario, Servers, stack_tables
 
@@ -24,8 +24,9 @@ _DEVICE_STREAM, _SERVER_STREAM = 0, 1
 
 
 @cache
-def _tables(models: tuple[str, ...]):
-    return stack_tables([resolve_model(name) for name in models])
+def _tables(models: tuple[str | DnnModel, ...]):
+    """The partition tables of ``Setup.models``: built-in names and profiles' models."""
+    return stack_tables([m if isinstance(m, DnnModel) else resolve_model(m) for m in models])
 
 
 @jax.tree_util.register_dataclass
