@@ -1,8 +1,9 @@
-"""Shared test set-up: float64, a private compile cache, and random scenario files for
-the reference checks."""
+"""Shared test set-up: float64, compile caches of the tests' own shared by their
+processes, and random scenario files for the reference checks."""
 
 from __future__ import annotations
 
+import os
 import zlib
 
 import jax
@@ -15,14 +16,26 @@ jax.config.update("jax_enable_x64", True)
 
 
 @pytest.fixture(scope="session", autouse=True)
-def private_compile_cache(tmp_path_factory):
-    """The command lines the tests run keep their compiled programs in a temporary
-    directory, not in the user's cache; so do the tests themselves, in another (many
-    build the same tiny sweep's programs: loading them is about 10% of the suite)."""
+def shared_compile_cache(tmp_path_factory):
+    """The tests keep their compiled programs in a temporary cache of their own, never in
+    the user's, and so do the command lines they run (in another: they split the CPU into
+    devices, and compile other programs). Both are shared by the test processes of one
+    session (``pytest-xdist``'s workers), so that a program one compiles the others load:
+    many tests build the same small sweeps and games, and compiling is most of the
+    suite's time. JAX reads and writes a cache shared by processes under a file lock,
+    which it takes when the cache has a size limit."""
     from edgesplit.sweep.compile_cache import ENVIRONMENT
 
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # every worker's base is a folder of the session's
+    caches = {name: root / name for name in ("xla-tests", "xla-cli")}
+    for folder in caches.values():
+        folder.mkdir(exist_ok=True)
+    limit = 16 * 2**30  # bytes: never reached, but it turns the file lock on
     settings = {
-        "jax_compilation_cache_dir": str(tmp_path_factory.mktemp("xla-tests")),
+        "jax_compilation_cache_dir": str(caches["xla-tests"]),
+        "jax_compilation_cache_max_size": limit,
         "jax_persistent_cache_min_compile_time_secs": 0,
         "jax_persistent_cache_min_entry_size_bytes": -1,
     }
@@ -30,7 +43,8 @@ def private_compile_cache(tmp_path_factory):
     for name, value in settings.items():
         jax.config.update(name, value)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(ENVIRONMENT, str(tmp_path_factory.mktemp("xla")))
+        patch.setenv(ENVIRONMENT, str(caches["xla-cli"]))
+        patch.setenv("JAX_COMPILATION_CACHE_MAX_SIZE", str(limit))
         yield
     for name, value in before.items():
         jax.config.update(name, value)

@@ -5,10 +5,13 @@ to where ``solve`` ends, and a topology exported and solved again to the stored 
 from __future__ import annotations
 
 import json
+import signal
+from pathlib import Path
 
 import numpy as np
 import pytest
 import xarray as xr
+from matplotlib.figure import Figure
 from scipy import optimize, stats
 
 import edgesplit
@@ -20,7 +23,7 @@ from edgesplit.analysis.tables import TableFormat, comparison_tables, summary_ta
 from edgesplit.analysis.trace import trace
 from edgesplit.cli import main
 from edgesplit.config import GameSettings
-from edgesplit.errors import InputError
+from edgesplit.errors import InputError, Interrupted
 from edgesplit.game.algorithm1 import Status
 from edgesplit.game.solve import solve
 from edgesplit.io.scenario_file import parse_scenario
@@ -234,8 +237,19 @@ def test_cli_plots_summarizes_and_compares(store, tmp_path, capsys):
     image = tmp_path / "figure.png"
     sel = ["--sel", "num_devices=6", "--sel", "num_servers=2"]
     assert main(["plot", str(store), "-o", str(image), "--baseline", "heuristic", *sel]) == 0
-    assert image.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    figure = image.read_bytes()
+    assert figure[:8] == b"\x89PNG\r\n\x1a\n"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary left
+
+    def cut_short(self, path, **options):  # SIGTERM half-way through writing the figure
+        Path(path).write_bytes(b"\x89PNG half")
+        raise Interrupted(signal.SIGTERM)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Figure, "savefig", cut_short)
+        assert main(["plot", str(store), "-o", str(image), *sel]) == 128 + signal.SIGTERM
+    assert image.read_bytes() == figure  # the last figure stays whole
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
     capsys.readouterr()
     assert main(["summarize", str(store), "--baseline", "heuristic", "--csv"]) == 0
     lines = capsys.readouterr().out.splitlines()

@@ -426,7 +426,13 @@ CASES = [
         "--sel mean_arrival_rate",
         "given twice",
     ),
-    ("plot unknown image type", None, "plot {store} -o {new}.xyz", "new.xyz", "Format"),
+    (
+        "plot unknown image type",
+        None,
+        "plot {store} -o {new}.xyz",
+        "new.zarr.xyz",
+        "Format 'xyz' is not supported",
+    ),
     (
         "export topology out of range",
         None,

@@ -61,7 +61,7 @@ def test_custom_profile_sweep_splits_after_the_stem():
     assert round(local_limit, 1) == 16.8
 
     ds = edgesplit.run(edgesplit.read_sweep(EXAMPLES / "custom-profile.toml"))
-    assert ds.attrs["models"].split() == ["alexnet", "feature-net"]
+    assert ds.attrs["models"] == ["alexnet", "feature-net.csv"]
     runs_it = (ds.model == 1) & ds.device_active
     split = ds.split.sel(scheme="proposed").where(runs_it)
     offloads = ds.association.sel(scheme="proposed").where(runs_it) >= 0
@@ -74,8 +74,8 @@ def test_custom_profile_sweep_splits_after_the_stem():
 
 def test_the_tutorial_runs(monkeypatch):
     """examples/tutorial.py, as a reader runs it, from a sweep to a paired conclusion:
-    its comparison, figures and a traced game that ends where solve ends (asserted in
-    the notebook itself)."""
+    its comparison, figures, and a game exported from the sweep and traced to where the
+    sweep's game ended."""
     import runpy
 
     from matplotlib.figure import Figure
@@ -85,4 +85,6 @@ def test_the_tutorial_runs(monkeypatch):
     assert names["result"].scheme.values.tolist() == ["proposed", "edge_only", "user_only"]
     assert int(names["result"].n.min()) == 8
     assert isinstance(names["figure"], Figure) and len(names["figure"].axes) == 6
-    assert names["story"].rounds == int(names["solution"].rounds)
+    at = names["games"].sel(topology=names["topology"])
+    assert names["story"].rounds == int(at.rounds) and names["story"].status == int(at.status)
+    np.testing.assert_array_equal(names["story"].price_crb[-1], at.price_crb.values)

@@ -458,12 +458,11 @@ def test_leader_rules_are_a_sweep_axis(tmp_path):
     # A converged best-response game is an equilibrium on the grid.
     converged = both.sel(leader="best_response").status.values == 0
     assert np.all(both.sel(leader="best_response").certificate.values[converged] <= 1e-4 + 1e-9)
-    # A topology exported at a point of the rule axis is played by that rule again.
+    # A topology exported at a point of the rule axis carries that rule's settings, those
+    # a sweep of the rule alone plays (an exported game solves to the stored one:
+    # tests/test_analysis.py).
     exported = parse_scenario(edgesplit.scenario_of(both, 1, leader="best_response",
                                                     mean_arrival_rate=9))  # fmt: skip
     assert exported.settings == parse_sweep(alone).game
-    stored = both.sel(scheme="proposed", leader="best_response", mean_arrival_rate=9.0, topology=1)
-    again = solve(exported.scenario, 0, exported.settings)
-    np.testing.assert_array_equal(again.price_crb, stored.price_crb.values)
-    np.testing.assert_array_equal(again.server_regret, stored.server_regret.values)
-    assert int(again.rounds) == int(stored.rounds) and int(again.status) == int(stored.status)
+    stored = both.sel(leader="best_response", mean_arrival_rate=9.0, topology=1)
+    np.testing.assert_array_equal(exported.scenario.devices.arrival_rate, stored.arrival_rate)

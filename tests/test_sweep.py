@@ -13,7 +13,9 @@ import jax
 import numpy as np
 import pytest
 import xarray as xr
+import zarr
 
+from edgesplit.analysis.statistics import summary
 from edgesplit.errors import InputError
 from edgesplit.io.sweep_file import parse_sweep, read_sweep
 from edgesplit.sweep.chunks import ChunkSolver, chunk_solver, default_cpu_devices
@@ -227,7 +229,7 @@ def test_store_has_the_documented_schema(tiny_store):
 
 
 def test_results_do_not_depend_on_chunking(tiny_store, tmp_path):
-    """(Killing a run and resuming it is tested in test_crash.py, 22 times over.)"""
+    """(Killing a run and resuming it is tested in test_crash.py, at every kind of moment.)"""
     whole = arrays(tiny_store)
     other = tmp_path / "chunk3.zarr"
     run_sweep(parse_sweep(TINY.replace("chunk = 2", "chunk = 3")), other, progress=False)
@@ -385,6 +387,20 @@ def test_rerun_changes_nothing_and_other_sweeps_are_refused(tiny_store, tmp_path
     with pytest.raises(InputError, match="not an edgesplit"):
         run_sweep(parse_sweep(TINY), foreign, progress=False)
     assert_same_store(before, arrays(tiny_store))
+
+
+def test_summary_uses_finished_chunks_only(tiny_store, tmp_path):
+    """A store being written is summarised from its finished topologies, and says how
+    many: the unfinished ones are neither zeros nor NaN in the means."""
+    partial = tmp_path / "partial.zarr"
+    run_sweep(parse_sweep(TINY), partial, progress=False)
+    zarr.open_group(str(partial), mode="r+")["chunk_done"][1:] = False
+    stats = summary(open_store(partial))
+    assert stats.attrs["topologies"] == 2 and stats.attrs["of"] == 6
+    full = xr.open_zarr(tiny_store).isel(topology=[0, 1])
+    np.testing.assert_allclose(
+        stats.md_utility.values, full.device_utility.mean("device").mean("topology").values
+    )
 
 
 def test_cli_refuses_bad_input_in_one_line(tmp_path):

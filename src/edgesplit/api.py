@@ -50,8 +50,15 @@ def solve(scenario: Scenario, scheme, settings: GameSettings = GameSettings()) -
     """:func:`edgesplit.game.solve.solve`, its arguments checked: play the price game
     of ``settings.leader`` (default: Algorithm 1) on one scenario, unbatched, under
     ``scheme`` (a :class:`~edgesplit.model.schemes.Scheme`, its label or its int)."""
+    return single.solve(scenario, *checked_game(scenario, scheme, settings))
+
+
+def checked_game(scenario: Scenario, scheme, settings: GameSettings) -> tuple[Scheme, GameSettings]:
+    """The scheme and the settings of one scenario's game, checked, and the settings
+    fitted to its servers, as :func:`solve` checks them (so that whatever plays the game
+    of one scenario, as :func:`~edgesplit.analysis.trace.trace` does, plays this one)."""
     settings = _settings(settings, scenario, "scenario", batch=False)
-    return single.solve(scenario, _scheme(scheme), settings)
+    return _scheme(scheme), settings
 
 
 def solve_at_prices(

@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from edgesplit.api import checked_game
 from edgesplit.config import GameSettings
 from edgesplit.errors import InputError
 from edgesplit.game.algorithm1 import Status
@@ -154,14 +155,13 @@ class Trace:
 
 def trace(scenario: Scenario, scheme, settings: GameSettings = GameSettings()) -> Trace:
     """``scenario``'s game under ``scheme`` (a :class:`~edgesplit.model.schemes.Scheme`,
-    its int or its name) and ``settings``, round by round (see the module's docstring).
-    The last row's prices and the round count are those of
-    :func:`~edgesplit.game.solve.solve` with the same arguments."""
-    scheme = _scheme(scheme)
-    if not isinstance(settings, GameSettings):
-        raise InputError("settings", f"must be a GameSettings, got {type(settings).__name__}")
-    if settings.leader == "enumerate" and not settings.price_levels:
-        raise InputError("price_levels", "leader = 'enumerate' needs the number of price levels")
+    its int or its name) and ``settings``, round by round (see the module's docstring),
+    its arguments checked and the settings fitted as ``edgesplit.solve`` checks them. The
+    last row's prices and the round count are those of ``edgesplit.solve`` with the same
+    arguments."""
+    scheme, settings = checked_game(scenario, scheme, settings)
+    if not isinstance(scheme, Scheme):
+        raise InputError("scheme", "must be one scheme: a trace plays one game")
     options = _scheme_options(scenario, jnp.int32(scheme))
     table = _rounds_table(scenario, options, settings)
     if settings.leader == "enumerate":
@@ -243,16 +243,3 @@ def _states(scenario: Scenario, options, settings: GameSettings, steps) -> dict:
         "local": jnp.sum((choices.server == IDLE) & (choices.split != IDLE) & real, axis=1),
         "idle": jnp.sum((choices.split == IDLE) & real, axis=1),
     }
-
-
-def _scheme(scheme) -> Scheme:
-    if isinstance(scheme, str):
-        try:
-            return Scheme.parse(scheme)
-        except ValueError as err:
-            raise InputError("scheme", str(err)) from None
-    try:
-        return Scheme(int(scheme))
-    except (TypeError, ValueError):
-        known = ", ".join(s.label for s in Scheme)
-        raise InputError("scheme", f"unknown scheme {scheme!r}; known: {known}") from None

@@ -16,7 +16,7 @@ import xarray as xr
 from edgesplit.errors import InputError, RunError
 from edgesplit.sweep.chunks import ChunkSolver, ProgramMemory, chunk_solver
 from edgesplit.sweep.faults import trace
-from edgesplit.sweep.identity import build
+from edgesplit.sweep.identity import build, sweep_attribute
 from edgesplit.sweep.integrity import checksum, damaged_chunks
 from edgesplit.sweep.interrupts import checkpoint, signals_deferred
 from edgesplit.sweep.resources import (
@@ -206,8 +206,7 @@ def batch_solver(
     :func:`balanced`."""
     devices = jax.local_devices()
     if batch is not None or devices[0].platform == "cpu":
-        solver = chunk_solver(sweep, batch=balanced(batch or 1, chunks))
-        return solver, solver.compile()
+        return _compiled(sweep, balanced(batch or 1, chunks))
     games = sweep.chunk * sweep.setup_points / len(devices)  # of a scheme's queue, a chunk
     batch = max(int(ACCELERATOR_GAMES // games), 1)
     for _ in range(3):
@@ -218,6 +217,25 @@ def batch_solver(
             break
         batch = max(fit, 1)
     return solver, memory
+
+
+_COMPILED: dict[tuple, tuple[ChunkSolver, ProgramMemory | None]] = {}
+_COMPILED_KEPT = 4
+
+
+def _compiled(sweep: Sweep, batch: int) -> tuple[ChunkSolver, ProgramMemory | None]:
+    """:func:`~edgesplit.sweep.chunks.chunk_solver` for ``batch`` chunks a call, compiled,
+    and its programs' memory; the last few are kept, so that a sweep run again in this
+    process (a notebook's cell, a resumed run) neither traces nor compiles again. They
+    are known by everything they depend on: the resolved sweep, the batch, the devices
+    and JAX's float width."""
+    key = (sweep_attribute(sweep), batch, tuple(jax.local_devices()), jax.config.jax_enable_x64)
+    if key not in _COMPILED:
+        solver = chunk_solver(sweep, batch=batch)
+        _COMPILED[key] = (solver, solver.compile())
+        while len(_COMPILED) > _COMPILED_KEPT:
+            del _COMPILED[next(iter(_COMPILED))]  # the oldest
+    return _COMPILED[key]
 
 
 def _solved_chunks(
