@@ -382,7 +382,14 @@ CASES = [
         None,
         "summarize {store} --baseline proposed --bootstrap 5",
         "resamples",
-        "integer >= 100",
+        "must be >= 100, got 5",
+    ),
+    (
+        "negative bootstrap seed",
+        None,
+        "summarize {store} --baseline proposed --bootstrap 200 --seed -1",
+        "seed",
+        "must be >= 0, got -1",
     ),
     (
         "bootstrap without baseline",

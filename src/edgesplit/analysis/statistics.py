@@ -25,6 +25,7 @@ from scipy import stats
 from edgesplit.errors import InputError
 from edgesplit.sweep.schema import SCHEMA
 from edgesplit.sweep.store import finished, with_equilibrium
+from edgesplit.validation import number
 
 NOT_COMPARABLE = ("topology", "device", "server", "chunk")
 """Dims a comparison cannot run along: those a topology's value is taken over."""
@@ -135,8 +136,9 @@ def compare(
     confidence = confidence_level(confidence)
     if along in NOT_COMPARABLE:
         raise InputError("--along", f"must be a labelled dim such as scheme or leader, not {along}")
-    if method is Interval.BOOTSTRAP and not (isinstance(resamples, int) and resamples >= 100):
-        raise InputError("resamples", f"must be an integer >= 100, got {resamples!r}")
+    if method is Interval.BOOTSTRAP:
+        resamples = number(resamples, "resamples", at_least=100, integer=True)
+        seed = number(seed, "seed", at_least=0, integer=True)
     ds = _finished(ds)
     values = per_topology(ds, variable)
     if along not in values.dims:
