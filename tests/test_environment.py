@@ -381,11 +381,21 @@ def long_sweep(tmp_path_factory):
 
 
 def start(sweep_file, store, env, **extra):
-    return subprocess.Popen(
-        [sys.executable, "-m", "edgesplit", "run", str(sweep_file), "--out", str(store),
-         "--quiet"],
-        env={**env, **extra}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    # A child keeps an ignored SIGINT (pytest started by nohup, or as a shell's background
+    # job) and starts a handled one at its default: handled here while the child starts,
+    # the signal tests do not depend on the shell pytest was started from.
+    ignored = signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    if ignored:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", "edgesplit", "run", str(sweep_file), "--out", str(store),
+             "--quiet"],
+            env={**env, **extra}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+    finally:
+        if ignored:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 @pytest.mark.parametrize("how", ["SIGTERM", "SIGINT", "SIGTERM mid-write"])
