@@ -41,9 +41,10 @@ from edgesplit.game.algorithm1 import (
     turns_per_round,
 )
 from edgesplit.game.fast_forward import state_after_descent
-from edgesplit.game.grid import best_on_grid, best_on_table, offer_table
+from edgesplit.game.grid import best_at_levels, best_on_grid
 from edgesplit.game.market import markets_at
 from edgesplit.game.market_queue import fold_markets
+from edgesplit.game.offers import offer_table
 from edgesplit.game.prices import prices_at
 from edgesplit.game.profiles import enumerate_profiles
 from edgesplit.model.scenario import Scenario
@@ -205,7 +206,7 @@ def best_response_turn(
     else:
         levels = steps[:, 0]
         known, known_best, known_level = memory.recall(movers, levels)
-        best, level = best_on_table(
+        best, level = best_at_levels(
             scenario, options, settings, table, levels, movers, floor, skip=known
         )
         best = jnp.where(known, known_best, best)
