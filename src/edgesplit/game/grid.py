@@ -33,7 +33,7 @@ from edgesplit.game.best_response import best_splits, choose_offer, first_maximu
 from edgesplit.game.fast_forward import first_sale
 from edgesplit.game.market import offload_options
 from edgesplit.game.market_queue import fold_markets
-from edgesplit.game.offers import ROW_BLOCK, OfferTable, first_pass, offer_table, offers_at
+from edgesplit.game.offers import ROW_BLOCK, OfferTable, first_pass, offer_table
 from edgesplit.game.prices import top_step
 from edgesplit.model.scenario import Scenario
 from edgesplit.model.schemes import Options
@@ -260,7 +260,7 @@ def moves_from(scenario, options, settings, price_crb, price_rrb, table=None):
 
 def best_on_grid(
     scenario: Scenario, options: Options, settings: GameSettings, price_crb, price_rrb,
-    movers, floor, table: OfferTable | None = None,
+    movers, floor, table: OfferTable | None = None, skip=None,
 ):  # fmt: skip
     """Each mover's best utility (eq. 11) over its grid moves, or ``floor`` (P,) where no
     move reaches it, and the grid level at which it first reaches that (highest price
@@ -269,13 +269,14 @@ def best_on_grid(
     Movers that do not play get ``floor`` and level 0.
 
     With ``settings.price_levels`` set, from :func:`best_on_table` (the game's ``table``
-    of offers where given, the others' offers as at these prices); otherwise every
-    move's market is settled, numbered level-major."""
+    of offers where given, the others' offers as at these prices; a mover's result where
+    ``skip`` (P,) holds means nothing); otherwise every move's market is settled,
+    numbered level-major."""
     if not settings.price_levels:
         return _best_by_queue(scenario, options, settings, price_crb, price_rrb, movers, floor)
     tables, here = moves_from(scenario, options, settings, price_crb, price_rrb, table)
     best, level = best_on_table(
-        scenario, options, settings, tables, here, price_crb, price_rrb, movers, floor
+        scenario, options, settings, tables, here, price_crb, price_rrb, movers, floor, skip
     )
     return _floored(best, level, floor)
 
@@ -327,48 +328,23 @@ def _best_by_queue(scenario, options, settings, price_crb, price_rrb, movers, fl
 
 def server_regret(
     scenario: Scenario, options: Options, settings: GameSettings, price_crb, price_rrb,
-    utility, table: OfferTable | None = None,
+    utility, table: OfferTable | None = None, remembered=None,
 ):  # fmt: skip
     """(S,) the most each server gains by moving its price anywhere on its grid, the
     others' fixed, from its ``utility`` (S,) at these prices: >= 0, and 0 for servers
     that do not play (:func:`best_on_grid`, from the game's ``table`` of offers where
-    given). Exact with joint prices, a lower bound with separate ones; NaN without
-    ``settings.grid_certificate``."""
+    given). ``remembered`` = (known, best), (S,) each, where given: a server whose best
+    is known is not searched again. Exact with joint prices, a lower bound with separate
+    ones; NaN without ``settings.grid_certificate``."""
     if not settings.grid_certificate:
         return jnp.full_like(utility, jnp.nan)
     movers = jnp.arange(scenario.servers.num_servers)
+    known = None if remembered is None else remembered[0]
     best, _ = best_on_grid(
-        scenario, options, settings, price_crb, price_rrb, movers, utility, table
+        scenario, options, settings, price_crb, price_rrb, movers, utility, table, known
     )
-    return _regret(scenario, options, best, utility)
-
-
-def best_at_levels(
-    scenario: Scenario, options: Options, settings: GameSettings, table: OfferTable, levels,
-    movers, floor, skip=None,
-):  # fmt: skip
-    """:func:`best_on_table` with every server at its grid level ``levels`` (S,), from the
-    game's ``table`` alone (joint prices): the others' offers from it too."""
-    price = table.price[levels, jnp.arange(levels.shape[0])]
-    return best_on_table(
-        scenario, options, settings, jax.tree.map(lambda x: x[None], table),
-        offers_at(table, levels), price, price, movers, floor, skip,
-    )  # fmt: skip
-
-
-def regret_on_table(
-    scenario: Scenario, options: Options, settings: GameSettings, table: OfferTable, levels,
-    utility, known=None, known_best=None,
-):  # fmt: skip
-    """:func:`server_regret` with every server at its grid level ``levels`` (S,), from the
-    game's ``table`` alone (:func:`best_at_levels`); where ``known`` (S,) holds, the
-    server's best on its line is ``known_best`` (S,), not searched again."""
-    if not settings.grid_certificate:
-        return jnp.full_like(utility, jnp.nan)
-    movers = jnp.arange(scenario.servers.num_servers)
-    best, _ = best_at_levels(scenario, options, settings, table, levels, movers, utility, known)
-    if known is not None:
-        best = jnp.where(known, known_best, best)
+    if remembered is not None:
+        best = jnp.where(known, remembered[1], best)
     return _regret(scenario, options, best, utility)
 
 

@@ -240,14 +240,18 @@ def settle_needed(
     return jax.lax.while_loop(open_work, round_, (bounds, search(scenario, settings, bounds)))[0]
 
 
-def enumerate_profiles(scenario: Scenario, options: Options, settings: GameSettings):
+def enumerate_profiles(
+    scenario: Scenario, options: Options, settings: GameSettings, table: OfferTable | None = None
+):
     """The ``enumerate`` rule's outcome, as :class:`~edgesplit.game.leaders.Outcome`
-    fields (steps, status, equilibria), from what :func:`settle_needed` decides.
-    ``settings.price_levels`` (K, static) bounds every server's grid."""
+    fields (steps, status, equilibria), from what :func:`settle_needed` decides, with the
+    game's ``table`` of offers (made here unless given). ``settings.price_levels`` (K,
+    static) bounds every server's grid."""
     servers = scenario.servers
     _, _, profile = profile_numbering(servers, settings.price_levels)
     plays = jnp.any(servers.active) & options.servers_play
-    table = offer_table(scenario, options, settings)
+    if table is None:
+        table = offer_table(scenario, options, settings)
     bounds = settle_needed(
         scenario, options, settings, table, first_passes(scenario, options, settings, table)
     )
