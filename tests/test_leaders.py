@@ -14,7 +14,7 @@ from edgesplit import reference
 from edgesplit.analysis.statistics import summary
 from edgesplit.analysis.tables import summary_table
 from edgesplit.config import GameSettings
-from edgesplit.game import grid, profiles
+from edgesplit.game import grid, offers, profiles
 from edgesplit.game.prices import top_step
 from edgesplit.game.solve import solve, solve_at_prices
 from edgesplit.io.scenario_file import parse_scenario
@@ -75,12 +75,14 @@ def test_regret_equals_the_reference(rng, joint, levels):
     assert sum(r > 1e-4 for r in regrets) >= 2, regrets
 
 
-def test_the_screen_skips_blocks_and_the_regret_stays_exact(rng):
-    """At Algorithm 1's outcomes: the regrets, screened by blocks of levels (some skipped
-    whole, some screened level by level), equal the reference's loops over every level."""
+def test_the_table_stops_where_nobody_buys_and_the_regret_stays_exact(rng):
+    """At Algorithm 1's outcomes: the regrets from tables of offers whose rows stop above
+    the last price anybody buys at (some games make every row, some stop short) equal
+    the reference's loops over every level; above its first row, the reference sells
+    nothing at any server's any price."""
     settings = GameSettings(price_levels=LEVELS)
-    movers = jnp.arange(2)
-    skipped = screened = 0
+    table_of = jax.jit(offers.offer_table, static_argnums=2)
+    short = full = 0
     for case in range(12):
         problem = problem_with_grids(rng)
         _, scenario = padded(problem)
@@ -90,16 +92,13 @@ def test_the_screen_skips_blocks_and_the_regret_stays_exact(rng):
         expected = reference.server_regret(problem, *prices, scheme)
         np.testing.assert_allclose(got.server_regret, expected, rtol=1e-9, atol=1e-12)
         options = scheme_options(scenario, jnp.int32(scheme))
-        game = grid.screen_game(
-            scenario, options, settings, got.price_crb, got.price_rrb, movers,
-            got.server_utility,
-        )  # fmt: skip
-        _, _, bound = grid.screen(jax.tree.map(lambda x: x[None], game), settings, movers)
-        levels = np.arange(LEVELS) <= np.asarray(game.top)[:, None]  # (P, K) on each grid
-        untouched = np.asarray(bound[0, :, 0] == -np.inf)
-        skipped += int(np.sum(levels & untouched))
-        screened += int(np.sum(levels & ~untouched))
-    assert skipped > 0 and screened > 0, (skipped, screened)
+        first = int(table_of(scenario, options, settings).first_row)
+        short, full = short + (first > 0), full + (first == 0)
+        for level in range(first):
+            steps = [[level, level]] * 2
+            picks = reference.market(problem, *reference.prices_at(problem, steps), scheme)
+            assert all(pick.server is None for pick in picks), (case, level)
+    assert short > 0 and full > 0, (short, full)
 
 
 def test_a_move_reaches_as_its_rule_says(rng):
@@ -139,12 +138,13 @@ def test_the_offer_table_gives_each_servers_best_move_as_the_reference(rng):
     the grid say, and what the screen finds."""
     settings = GameSettings(leader="best_response", price_levels=LEVELS)
     movers = jnp.arange(2)
-    table_of = jax.jit(grid.offer_table, static_argnums=2)
+    table_of = jax.jit(offers.offer_table, static_argnums=2)
     best_of = jax.jit(
-        lambda scenario, options, table, levels, floor: grid.best_on_table(
-            scenario, options, settings, table, levels, movers, floor
+        lambda scenario, options, table, prices, floor: grid.best_on_table(
+            scenario, options, settings,
+            *grid.moves_from(scenario, options, settings, *prices, table), *prices, movers, floor,
         )[0]
-    )
+    )  # fmt: skip
     regrets = []
     for case in range(120):  # in a few, the best move is one settled in full
         problem = problem_with_grids(rng)
@@ -157,7 +157,7 @@ def test_the_offer_table_gives_each_servers_best_move_as_the_reference(rng):
         at = solve_at_prices(scenario, scheme, *prices, settings)
         best = best_of(
             scenario, options, table_of(scenario, options, settings),
-            jnp.asarray(levels, jnp.int32), at.server_utility,
+            (at.price_crb, at.price_rrb), at.server_utility,
         )  # fmt: skip
         got = np.maximum(np.asarray(best) - np.asarray(at.server_utility), 0.0)
         expected = reference.server_regret(problem, *prices, scheme)
@@ -229,7 +229,7 @@ def test_every_profile_utility_equals_the_reference(rng):
 
     @jax.jit
     def utilities(scenario, options):
-        table = grid.offer_table(scenario, options, settings)
+        table = offers.offer_table(scenario, options, settings)
         first = profiles.first_passes(scenario, options, settings, table)
         return profiles.profile_utilities(scenario, options, settings)[0], first
 

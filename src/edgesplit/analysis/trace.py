@@ -3,8 +3,8 @@ after every round of the leader rule, to the state :func:`~edgesplit.game.solve.
 ends in.
 
 The rounds are stepped one at a time with the very functions ``solve`` loops over
-(:func:`~edgesplit.game.leaders.first_round_state`,
-:func:`~edgesplit.game.leaders.next_round_state`), so the trace ends where ``solve``
+(:meth:`~edgesplit.game.leaders.LeaderRule.first_round_state`,
+:meth:`~edgesplit.game.leaders.LeaderRule.next_round_state`), so the trace ends where ``solve``
 ends: the same prices, the same round count and status. Algorithm 1's opening rounds
 in which nobody buys and prices only fall, which ``solve`` skips exactly (the
 fast-forward), are filled in from the same closed form
@@ -27,12 +27,7 @@ from edgesplit.errors import InputError
 from edgesplit.game.algorithm1 import Status
 from edgesplit.game.best_response import IDLE
 from edgesplit.game.fast_forward import state_after_descent
-from edgesplit.game.leaders import (
-    first_round_state,
-    next_round_state,
-    play_leader,
-    rounds_table,
-)
+from edgesplit.game.leaders import Enumerate, leader_rule
 from edgesplit.game.market import markets_at
 from edgesplit.game.prices import prices_at
 from edgesplit.model.scenario import Scenario
@@ -163,21 +158,22 @@ def trace(scenario: Scenario, scheme, settings: GameSettings = GameSettings()) -
     if not isinstance(scheme, Scheme):
         raise InputError("scheme", "must be one scheme: a trace plays one game")
     options = _scheme_options(scenario, jnp.int32(scheme))
-    table = _rounds_table(scenario, options, settings)
-    if settings.leader == "enumerate":
-        outcome, _ = _play_leader(scenario, options, settings, table)
+    rule = leader_rule(settings)
+    table = _rounds_table(rule, scenario, options)
+    if isinstance(rule, Enumerate):
+        outcome, _ = _play(rule, scenario, options, table)
         steps = np.asarray(outcome.steps)[None]
         status, cycle_length = Status(int(outcome.status)), 0
         equilibria, skipped = int(outcome.equilibria), 0
     else:
-        carry = _first_round_state(scenario, options, settings, table)
+        carry = _first_round_state(rule, scenario, options, table)
         skipped = int(carry[0].rounds)  # the opening rounds the fast-forward skipped
         steps = [np.asarray(_descent(scenario.servers, r)) for r in range(skipped)]
         while True:
             steps.append(np.asarray(carry[0].steps))
             if not bool(carry[0].running):
                 break
-            carry = _next_round_state(scenario, options, settings, table, carry)
+            carry = _next_round_state(rule, scenario, options, table, carry)
         steps = np.stack(steps)
         status, cycle_length = Status(int(carry[0].status)), int(carry[0].cycle_length)
         equilibria = -1
@@ -195,12 +191,12 @@ def trace(scenario: Scenario, scheme, settings: GameSettings = GameSettings()) -
     )  # fmt: skip
 
 
-# Each step compiled once per shape and settings, as solve is.
+# Each step compiled once per shape and rule (its settings), as solve is.
 _scheme_options = jax.jit(scheme_options)
-_rounds_table = jax.jit(rounds_table, static_argnums=2)
-_play_leader = jax.jit(play_leader, static_argnums=2)
-_first_round_state = jax.jit(first_round_state, static_argnums=2)
-_next_round_state = jax.jit(next_round_state, static_argnums=2)
+_rounds_table = jax.jit(lambda rule, *game: rule.rounds_table(*game), static_argnums=0)
+_play = jax.jit(lambda rule, *game: rule.play(*game), static_argnums=0)
+_first_round_state = jax.jit(lambda rule, *game: rule.first_round_state(*game), static_argnums=0)
+_next_round_state = jax.jit(lambda rule, *game: rule.next_round_state(*game), static_argnums=0)
 
 
 @jax.jit

@@ -33,7 +33,7 @@ buyers are skipped by :mod:`edgesplit.game.fast_forward`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import IntEnum
+from enum import Enum, IntEnum
 from functools import partial
 
 import jax
@@ -62,16 +62,21 @@ class Status(IntEnum):
 RUNNING = -1  # GameState.status of a game under way
 
 
-def turn_movers(settings: GameSettings, num_servers: int, turn):
-    """The servers that try their moves in this turn of a round: all of them at once
-    (simultaneous, one turn), or server ``turn`` (sequential, S turns)."""
-    if settings.update == "simultaneous":
-        return jnp.arange(num_servers)
-    return jnp.reshape(turn, (1,))
+class Update(Enum):
+    """When the servers of a round decide (``GameSettings.update``)."""
 
+    SIMULTANEOUS = "simultaneous"  # all against the same prices, applied together
+    SEQUENTIAL = "sequential"  # one after another, each seeing the moves before it
 
-def turns_per_round(settings: GameSettings, num_servers: int) -> int:
-    return 1 if settings.update == "simultaneous" else num_servers
+    def turns(self, num_servers: int) -> int:
+        """Turns of a round: one, or one per server."""
+        return 1 if self is Update.SIMULTANEOUS else num_servers
+
+    def movers(self, num_servers: int, turn):
+        """The servers that try their moves in ``turn``: all, or server ``turn``."""
+        if self is Update.SIMULTANEOUS:
+            return jnp.arange(num_servers)
+        return jnp.reshape(turn, (1,))
 
 
 def _tried_rows(servers: Servers, settings: GameSettings, steps, server):
@@ -116,9 +121,8 @@ def turn_outcome(servers: Servers, settings: GameSettings, steps, movers, utilit
     return steps.at[movers].set(rows)
 
 
-def _play_turn(scenario: Scenario, options: Options, settings: GameSettings, steps, turn):
+def _play_turn(scenario: Scenario, options: Options, settings: GameSettings, movers, steps):
     servers = scenario.servers
-    movers = turn_movers(settings, servers.num_servers, turn)
     markets = turn_markets(servers, settings, steps, movers)
     prices = jax.vmap(partial(prices_at, servers))(markets)
     _, utility, sold = markets_at(scenario, options, settings, *prices)
@@ -195,21 +199,21 @@ def end_round(settings: GameSettings, state: GameState, new) -> GameState:
     return jax.tree.map(lambda a, b: jnp.where(state.running, a, b), after, state)
 
 
-def play_round(scenario: Scenario, options: Options, settings: GameSettings, steps):
-    """The steps after one round of Algorithm 1 from ``steps``."""
-    return jax.lax.fori_loop(
-        0,
-        turns_per_round(settings, scenario.servers.num_servers),
-        lambda turn, steps: _play_turn(scenario, options, settings, steps, turn),
-        steps,
-    )
-
-
 def advance(
-    scenario: Scenario, options: Options, settings: GameSettings, state: GameState
-) -> GameState:
+    scenario: Scenario, options: Options, settings: GameSettings, update: Update,
+    state: GameState,
+) -> GameState:  # fmt: skip
     """One round of Algorithm 1 and the stop rule; a game that has ended stays as it is."""
-    return end_round(settings, state, play_round(scenario, options, settings, state.steps))
+    num_servers = scenario.servers.num_servers
+    steps = jax.lax.fori_loop(
+        0,
+        update.turns(num_servers),
+        lambda turn, steps: _play_turn(
+            scenario, options, settings, update.movers(num_servers, turn), steps
+        ),
+        state.steps,
+    )
+    return end_round(settings, state, steps)
 
 
 def final_markets(servers: Servers, settings: GameSettings, steps):

@@ -1,49 +1,45 @@
-"""Leader rules beyond Algorithm 1's ±Δ search, on the same price grid (joint prices).
+"""The leader rules: how the servers set their prices, on the grid of
+:mod:`edgesplit.game.prices`. A rule is chosen once from the settings
+(:func:`leader_rule`), and plays rounds (``local``, ``best_response``) or not
+(``enumerate``).
 
+* ``local``: Algorithm 1 (:mod:`edgesplit.game.algorithm1`), every server trying ±Δ.
 * ``best_response``: from the maximum prices, in each round every server (all against
   the same prices when ``update = "simultaneous"``, one after another seeing the moves
   before it when ``"sequential"``) moves to its best price on its whole grid against the
-  others' current prices (:func:`~edgesplit.game.grid.best_on_grid`; among equally good
-  prices the highest), if that gains more than ``min_gain`` over its utility where it
-  is. With ``settings.price_levels`` set, :func:`~edgesplit.game.solve.solve` makes the
-  game's table of offers per level once (:func:`~edgesplit.game.grid.offer_table`), and
-  every turn's moves and the final regrets are found from it
-  (:func:`~edgesplit.game.grid.best_on_table`), to the same result.
-  Algorithm 1's stop rule: converged when a round moves no price, then every
+  others' current prices (:mod:`edgesplit.game.grid`; among equally good prices the
+  highest), if that gains more than ``min_gain`` over its utility where it is. With the
+  number of levels known, the game's table of offers
+  (:func:`~edgesplit.game.offers.offer_table`) serves every turn's moves and the final
+  regrets. Algorithm 1's stop rule: converged when a round moves no price, then every
   server's regret is at most ``min_gain``, a pure equilibrium on the grid; a cycle when
   the prices return to an earlier state; or the round limit.
 * ``enumerate``: every profile of grid prices (:mod:`edgesplit.game.profiles`: each
-  market settled, or bounded, from the same table, and settled in full only where that
-  may decide the outcome). A profile is an
-  equilibrium when no server gains more than ``min_gain`` by moving to another price of
-  its grid. The outcome is the equilibrium of largest total server utility (ties: the
-  first, server 0's level slowest, highest prices first), status converged; with none,
-  the profile whose largest regret is least (ties as before), status no_equilibrium.
+  market's first pass from the same table, settled in full only where that may decide
+  the outcome). A profile is an equilibrium when no server gains more than ``min_gain``
+  by moving to another price of its grid. The outcome is the equilibrium of largest
+  total server utility (ties: the first, server 0's level slowest, highest prices
+  first), status converged; with none, the profile whose largest regret is least (ties
+  as before), status no_equilibrium.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
 
 from edgesplit.config import GameSettings
-from edgesplit.game.algorithm1 import (
-    RUNNING,
-    GameState,
-    Status,
-    advance,
-    end_round,
-    start,
-    turn_movers,
-    turns_per_round,
-)
+from edgesplit.errors import InputError
+from edgesplit.game.algorithm1 import RUNNING, GameState, Status, Update, advance, end_round, start
 from edgesplit.game.fast_forward import state_after_descent
-from edgesplit.game.grid import best_on_grid, best_on_table, offer_table
+from edgesplit.game.grid import best_on_grid, best_on_table, moves_from
 from edgesplit.game.market import markets_at
 from edgesplit.game.market_queue import fold_markets
+from edgesplit.game.offers import OfferTable, offer_table
 from edgesplit.game.prices import prices_at
 from edgesplit.game.profiles import enumerate_profiles
 from edgesplit.model.scenario import Scenario
@@ -73,67 +69,119 @@ class Outcome:
         )  # fmt: skip
 
 
-def play_leader(
-    scenario: Scenario, options: Options, settings: GameSettings, table=None
-) -> tuple[Outcome, LineMemory | None]:  # fmt: skip
-    """The price game under ``settings.leader``, to its end, and the lines whose best
-    ``best_response`` remembers (:class:`LineMemory`; None for the other rules or
-    without ``table``); ``best_response`` from the game's
-    :class:`~edgesplit.game.grid.OfferTable` where one is given. The rounds are those of
-    :func:`first_round_state` and :func:`next_round_state`."""
-    if settings.leader == "enumerate":
-        steps, status, equilibria = enumerate_profiles(scenario, options, settings)
+@dataclass(frozen=True)
+class LeaderRule:
+    """A leader rule with its settings: the table of offers its rounds use, where its
+    game starts, one round of it and the stop rule, and its whole game
+    (:meth:`play`: the rounds from :meth:`first_round_state` by
+    :meth:`next_round_state` until the game ends)."""
+
+    settings: GameSettings
+
+    queued: ClassVar[bool] = False  # its games share the lanes of sweep.batch.play_queue
+
+    @property
+    def update(self) -> Update:
+        return Update(self.settings.update)
+
+    def rounds_table(self, scenario: Scenario, options: Options) -> OfferTable | None:
+        """The game's table of offers that the rule's rounds use, or None."""
+        return None
+
+    def first_round_state(self, scenario: Scenario, options: Options, table=None):
+        """``(state, memory)`` where the rule's rounds start."""
+        raise NotImplementedError
+
+    def next_round_state(self, scenario: Scenario, options: Options, table, carry):
+        """``(state, memory)`` after one more round and the stop rule, from ``carry`` as
+        :meth:`first_round_state` gives it; a game that has ended stays as it is."""
+        raise NotImplementedError
+
+    def play(
+        self, scenario: Scenario, options: Options, table=None
+    ) -> tuple[Outcome, LineMemory | None]:  # fmt: skip
+        """The price game to its end, and the lines whose best ``best_response``
+        remembers (:class:`LineMemory`; None for the other rules or without ``table``)."""
+        state, lines = jax.lax.while_loop(
+            lambda carry: carry[0].running,
+            partial(self.next_round_state, scenario, options, table),
+            self.first_round_state(scenario, options, table),
+        )
+        return Outcome.of_game(state), lines
+
+
+class Local(LeaderRule):
+    """Algorithm 1, after its fast-forward (:func:`~edgesplit.game.algorithm1.start`)."""
+
+    queued = True
+
+    def first_round_state(self, scenario, options, table=None):
+        return start(scenario, options, self.settings), None
+
+    def next_round_state(self, scenario, options, table, carry):
+        return advance(scenario, options, self.settings, self.update, carry[0]), carry[1]
+
+
+class BestResponse(LeaderRule):
+    """``best_response`` from the maximum prices; with the number of levels known, every
+    move from the game's table of offers and the lines of its last ``cycle_window``
+    rounds remembered."""
+
+    def rounds_table(self, scenario, options):
+        if self.settings.price_levels:
+            return offer_table(scenario, options, self.settings)
+        return None
+
+    def first_round_state(self, scenario, options, table=None):
+        servers, settings = scenario.servers, self.settings
+        status = jnp.where(options.servers_play, RUNNING, Status.CONVERGED).astype(jnp.int32)
+        steps, recent, checkpoint = state_after_descent(servers, 0, settings.cycle_window)
+        memory = None
+        if table is not None:
+            size = settings.cycle_window * servers.num_servers  # every mover of those rounds
+            memory = LineMemory.empty(servers.num_servers, size, table.price.dtype)
+        return GameState(steps, jnp.int32(0), status, recent, checkpoint, jnp.int32(0)), memory
+
+    def next_round_state(self, scenario, options, table, carry):
+        state, memory = carry
+        steps, memory = jax.lax.fori_loop(
+            0,
+            self.update.turns(scenario.servers.num_servers),
+            lambda turn, carry: best_response_turn(
+                scenario, options, self.settings, self.update, table, *carry, turn
+            ),
+            (state.steps, memory),
+        )
+        return end_round(self.settings, state, steps), memory
+
+
+class Enumerate(LeaderRule):
+    """``enumerate``: no rounds; every profile from the game's table of offers."""
+
+    def rounds_table(self, scenario, options):
+        if not self.settings.price_levels:
+            raise InputError(
+                "price_levels",
+                "leader = 'enumerate' needs the number of price levels per server: "
+                "settings.fit_levels(max over servers of config.price_levels(max_price, "
+                "price_step), number of servers)",
+            )
+        return offer_table(scenario, options, self.settings)
+
+    def play(self, scenario, options, table=None):
+        if table is None:
+            table = self.rounds_table(scenario, options)
+        steps, status, equilibria = enumerate_profiles(scenario, options, self.settings, table)
         zero = jnp.int32(0)
         return Outcome(steps, zero, status, zero, equilibria, steps[None]), None
-    state, lines = jax.lax.while_loop(
-        lambda carry: carry[0].running,
-        partial(next_round_state, scenario, options, settings, table),
-        first_round_state(scenario, options, settings, table),
-    )
-    return Outcome.of_game(state), lines
 
 
-def rounds_table(scenario: Scenario, options: Options, settings: GameSettings):
-    """The game's table of offers per level (:func:`~edgesplit.game.grid.offer_table`)
-    that ``best_response`` plays its rounds and certifies its outcome from, with the
-    number of levels known; else None. It searches its grid every round, and once more
-    for the certificate, every move's first pass on the same grid: one table serves
-    them all."""
-    if settings.leader == "best_response" and settings.price_levels:
-        return offer_table(scenario, options, settings)
-    return None
+RULES = {"local": Local, "best_response": BestResponse, "enumerate": Enumerate}
 
 
-def first_round_state(
-    scenario: Scenario, options: Options, settings: GameSettings, table=None
-) -> tuple[GameState, LineMemory | None]:  # fmt: skip
-    """Where a rule that plays rounds (``local``, ``best_response``) starts, and its
-    empty memory of lines (``best_response`` with a ``table`` only): Algorithm 1 after
-    its fast-forward (:func:`~edgesplit.game.algorithm1.start`), ``best_response`` at the
-    maximum prices."""
-    if settings.leader == "local":
-        return start(scenario, options, settings), None
-    servers = scenario.servers
-    status = jnp.where(options.servers_play, RUNNING, Status.CONVERGED).astype(jnp.int32)
-    steps, recent, checkpoint = state_after_descent(servers, 0, settings.cycle_window)
-    memory = None
-    if table is not None:
-        size = settings.cycle_window * servers.num_servers  # every mover of those rounds
-        memory = LineMemory.empty(servers.num_servers, size, table.price.dtype)
-    return GameState(steps, jnp.int32(0), status, recent, checkpoint, jnp.int32(0)), memory
-
-
-def next_round_state(
-    scenario: Scenario, options: Options, settings: GameSettings, table, carry
-) -> tuple[GameState, LineMemory | None]:  # fmt: skip
-    """The game after one more round of its rule and the stop rule, from ``carry`` =
-    (state, memory) as :func:`first_round_state` gives it; a game that has ended stays
-    as it is."""
-    state, memory = carry
-    if settings.leader == "local":
-        return advance(scenario, options, settings, state), memory
-    steps, memory = best_response_round(scenario, options, settings, table, state.steps, memory)
-    return end_round(settings, state, steps), memory
+def leader_rule(settings: GameSettings) -> LeaderRule:
+    """The rule ``settings.leader`` names, with the settings."""
+    return RULES[settings.leader](settings)
 
 
 @jax.tree_util.register_dataclass
@@ -188,15 +236,15 @@ class LineMemory:
 
 
 def best_response_turn(
-    scenario: Scenario, options: Options, settings: GameSettings, table, steps, turn,
-    memory: LineMemory | None = None,
+    scenario: Scenario, options: Options, settings: GameSettings, update: Update, table,
+    steps, memory: LineMemory | None, turn,
 ):  # fmt: skip
     """The steps after the movers of ``turn`` each take their best grid price, where it
     gains more than ``min_gain``, and the :class:`LineMemory` after it; from the game's
-    :class:`~edgesplit.game.grid.OfferTable` where the number of levels is known (else
-    ``table`` and ``memory`` are None), searching only the lines not remembered."""
+    table of offers where the number of levels is known (else ``table`` and ``memory``
+    are None), searching only the lines not remembered."""
     servers = scenario.servers
-    movers = turn_movers(settings, servers.num_servers, turn)
+    movers = update.movers(servers.num_servers, turn)
     price_crb, price_rrb = prices_at(servers, steps)
     _, here, _ = markets_at(scenario, options, settings, price_crb[None], price_rrb[None])
     floor = here[0, movers]
@@ -205,8 +253,9 @@ def best_response_turn(
     else:
         levels = steps[:, 0]
         known, known_best, known_level = memory.recall(movers, levels)
+        tables, here = moves_from(scenario, options, settings, price_crb, price_rrb, table)
         best, level = best_on_table(
-            scenario, options, settings, table, levels, movers, floor, skip=known
+            scenario, options, settings, tables, here, price_crb, price_rrb, movers, floor, known
         )
         best = jnp.where(known, known_best, best)
         level = jnp.where(known, known_level, level)
@@ -215,21 +264,6 @@ def best_response_turn(
     moves = (best - floor > settings.min_gain) & servers.active[movers]
     rows = jnp.where(moves[:, None], level[:, None], steps[movers])
     return steps.at[movers].set(rows), memory
-
-
-def best_response_round(
-    scenario: Scenario, options: Options, settings: GameSettings, table, steps, memory=None
-):  # fmt: skip
-    """The steps after one round of the ``best_response`` rule from ``steps``, and the
-    :class:`LineMemory` after it (None without a table)."""
-    return jax.lax.fori_loop(
-        0,
-        turns_per_round(settings, scenario.servers.num_servers),
-        lambda turn, carry: best_response_turn(
-            scenario, options, settings, table, carry[0], turn, carry[1]
-        ),
-        (steps, memory),
-    )
 
 
 def cycle_means(

@@ -14,18 +14,16 @@ their number and the outcome are those of settling every market.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
 
 from edgesplit.config import GameSettings
-from edgesplit.game.admission import admission_pass, admitting, open_market
 from edgesplit.game.algorithm1 import Status
-from edgesplit.game.best_response import IDLE, choose_offer
-from edgesplit.game.grid import OfferTable, offer_table, offers_at, pass_bounds
+from edgesplit.game.best_response import choose_offer
 from edgesplit.game.market_queue import fold_markets
+from edgesplit.game.offers import OfferTable, first_pass, offer_table, offers_at, paid_at
 from edgesplit.game.prices import top_step
 from edgesplit.model.scenario import Scenario
 from edgesplit.model.schemes import Options
@@ -74,22 +72,17 @@ def first_passes(
     servers = scenario.servers
     count, _, profile = profile_numbering(servers, settings.price_levels)
     columns = jnp.arange(servers.num_servers)
-    free = open_market(scenario)
 
-    def first_pass(index):
+    def one(index):
         level = profile(index)
         price = table.price[level, columns]
-        request = _request(scenario, options, table, level)
-        asks = ~free.settled & (request.server != IDLE)  # padding stays idle
-        request = dataclasses.replace(request, server=jnp.where(asks, request.server, IDLE))
-        first = admission_pass(scenario, price, price, lambda *_: request, free)
-        paid = table.most_paid[level, :, columns].T
-        _, lower, upper = pass_bounds(scenario, price, price, first, paid)
-        return lower, upper, ~admitting(scenario, first)
+        offers, paid = offers_at(table, level), paid_at(table, level)
+        settled, _, lower, upper = first_pass(scenario, options, price, price, offers, paid)
+        return lower, upper, settled
 
     # 16 lines of profiles at a time: faster than 1, 4 or 64 (measured).
     lower, upper, settled = jax.lax.map(
-        first_pass, jnp.arange(count), batch_size=16 * settings.price_levels
+        one, jnp.arange(count), batch_size=16 * settings.price_levels
     )
     plays = jnp.any(servers.active) & options.servers_play
     zero = jnp.zeros_like(lower)
@@ -247,14 +240,18 @@ def settle_needed(
     return jax.lax.while_loop(open_work, round_, (bounds, search(scenario, settings, bounds)))[0]
 
 
-def enumerate_profiles(scenario: Scenario, options: Options, settings: GameSettings):
+def enumerate_profiles(
+    scenario: Scenario, options: Options, settings: GameSettings, table: OfferTable | None = None
+):
     """The ``enumerate`` rule's outcome, as :class:`~edgesplit.game.leaders.Outcome`
-    fields (steps, status, equilibria), from what :func:`settle_needed` decides.
-    ``settings.price_levels`` (K, static) bounds every server's grid."""
+    fields (steps, status, equilibria), from what :func:`settle_needed` decides, with the
+    game's ``table`` of offers (made here unless given). ``settings.price_levels`` (K,
+    static) bounds every server's grid."""
     servers = scenario.servers
     _, _, profile = profile_numbering(servers, settings.price_levels)
     plays = jnp.any(servers.active) & options.servers_play
-    table = offer_table(scenario, options, settings)
+    if table is None:
+        table = offer_table(scenario, options, settings)
     bounds = settle_needed(
         scenario, options, settings, table, first_passes(scenario, options, settings, table)
     )

@@ -16,18 +16,11 @@ import jax
 import jax.numpy as jnp
 
 from edgesplit.config import GameSettings
-from edgesplit.errors import InputError
 from edgesplit.game.algorithm1 import Status, final_markets
 from edgesplit.game.best_response import Choice
 from edgesplit.game.certificate import device_gains, moved_prices, server_gains
-from edgesplit.game.grid import regret_on_table, server_regret
-from edgesplit.game.leaders import (
-    NOT_ENUMERATED,
-    Outcome,
-    cycle_means,
-    play_leader,
-    rounds_table,
-)
+from edgesplit.game.grid import server_regret
+from edgesplit.game.leaders import NOT_ENUMERATED, Outcome, cycle_means, leader_rule
 from edgesplit.game.market import markets_at, server_sales
 from edgesplit.game.prices import prices_at
 from edgesplit.model.scenario import Scenario
@@ -80,20 +73,17 @@ def certify(
     rule's ``outcome`` left them, with its certificates; the servers' utility in the
     market there and after each of their ±Δ moves is ``market_utility`` (1 + S·C, S). The
     servers' ``regret`` (:func:`~edgesplit.game.grid.server_regret`) is computed here
-    unless given, from the game's ``table`` of offers where given (joint prices, at the
-    outcome's levels), and the best of the lines there that ``best_response`` remembers
-    (``lines``, a :class:`~edgesplit.game.leaders.LineMemory`) where given."""
+    unless given, from the game's ``table`` of offers where given, and the best of the
+    lines there that ``best_response`` remembers (``lines``, a
+    :class:`~edgesplit.game.leaders.LineMemory`) where given."""
     utility, crbs_sold, rrbs_sold = server_sales(scenario, choice, price_crb, price_rrb)
-    if regret is None and table is None:
-        regret = server_regret(scenario, options, settings, price_crb, price_rrb, utility)
-    elif regret is None:  # joint prices: each server's level is its steps' first column
-        levels = outcome.steps[:, 0]
-        known = known_best = None
-        if lines is not None:
+    if regret is None:
+        remembered = None
+        if lines is not None:  # joint prices: each server's level is its steps' first column
             movers = jnp.arange(scenario.servers.num_servers)
-            known, known_best, _ = lines.recall(movers, levels)
-        regret = regret_on_table(
-            scenario, options, settings, table, levels, utility, known, known_best
+            remembered = lines.recall(movers, outcome.steps[:, 0])[:2]
+        regret = server_regret(
+            scenario, options, settings, price_crb, price_rrb, utility, table, remembered
         )
     cycle_devices, cycle_servers = cycle_means(
         scenario, options, settings, outcome, choice.utility, utility
@@ -121,16 +111,10 @@ def certify(
 def solve(scenario: Scenario, scheme, settings: GameSettings = GameSettings()) -> Solution:
     """Play the price game of ``settings.leader`` (default: Algorithm 1) under ``scheme``
     (a :class:`~edgesplit.model.schemes.Scheme` or its int)."""
-    if settings.leader == "enumerate" and not settings.price_levels:
-        raise InputError(
-            "price_levels",
-            "leader = 'enumerate' needs the number of price levels per server: "
-            "settings.fit_levels(max over servers of config.price_levels(max_price, "
-            "price_step), number of servers)",
-        )
     options = scheme_options(scenario, jnp.asarray(scheme, jnp.int32))
-    table = rounds_table(scenario, options, settings)
-    outcome, lines = play_leader(scenario, options, settings, table)
+    rule = leader_rule(settings)
+    table = rule.rounds_table(scenario, options)
+    outcome, lines = rule.play(scenario, options, table)
     choices, utility, _ = markets_at(
         scenario, options, settings,
         *jax.vmap(partial(prices_at, scenario.servers))(

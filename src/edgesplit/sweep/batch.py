@@ -30,18 +30,17 @@ from edgesplit.game.admission import Admission, admission_pass, admitting, idle_
 from edgesplit.game.algorithm1 import (
     RUNNING,
     GameState,
+    Update,
     end_round,
     final_markets,
     start,
     turn_markets,
-    turn_movers,
     turn_outcome,
-    turns_per_round,
 )
 from edgesplit.game.best_response import Choice, OffloadTerms, offload_terms
 from edgesplit.game.fast_forward import descent_floor
 from edgesplit.game.grid import batch_regret
-from edgesplit.game.leaders import Outcome
+from edgesplit.game.leaders import Outcome, leader_rule
 from edgesplit.game.market import responder, server_sales
 from edgesplit.game.prices import prices_at
 from edgesplit.game.solve import Solution, certify, solve
@@ -73,7 +72,7 @@ def solve_batch(
     a queue, one game at a time: a vmapped game would run as long as the longest beside
     it, its rounds and each round's markets, and each game's own market queues are wide
     enough (results/bench/best-response-tables.md compares 1 to 16 games at once)."""
-    if settings.leader != "local":
+    if not leader_rule(settings).queued:
         # A batch of one, as the stores were measured with (a plain map fuses the cycle
         # means' sums differently, to within an ulp).
         return jax.lax.map(
@@ -126,6 +125,7 @@ class QueuePlan:
     """The queue's static shape: the numbers every lane's arrays are sized by."""
 
     settings: GameSettings
+    update: Update
     games: int  # N, the batch
     lanes: int
     num_servers: int
@@ -138,25 +138,27 @@ class QueuePlan:
     @classmethod
     def of(cls, settings: GameSettings, games: int, num_servers: int, lanes: int) -> QueuePlan:
         num_moves = len(settings.moves)
-        play_markets = 1 + turn_movers(settings, num_servers, 0).shape[0] * num_moves
+        update = leader_rule(settings).update
+        play_markets = 1 + update.movers(num_servers, 0).shape[0] * num_moves
         return cls(
             settings=settings,
+            update=update,
             games=games,
             lanes=min(lanes, games),
             num_servers=num_servers,
-            turns=turns_per_round(settings, num_servers),
+            turns=update.turns(num_servers),
             num_moves=num_moves,
             markets=1 + num_servers * num_moves,
             play_markets=play_markets,
-            slots=_market_slots(settings, play_markets),
+            slots=_market_slots(update, play_markets),
         )
 
 
-def _market_slots(settings: GameSettings, play_markets: int) -> int:
+def _market_slots(update: Update, play_markets: int) -> int:
     """Slots per lane: the markets of a turn of play that the previous turn has not
     played, when one server moved. Simultaneous: the prices as they are and the mover's
     move back were played; sequential: the prices as they are."""
-    return max(play_markets - (2 if settings.update == "simultaneous" else 1), 1)
+    return max(play_markets - (2 if update is Update.SIMULTANEOUS else 1), 1)
 
 
 @jax.tree_util.register_dataclass
@@ -249,7 +251,7 @@ def _next_turn(plan: QueuePlan, lane: _Lane, steps, turn, ending, previous: _Tur
     """The turn at ``steps``: the markets of play, or the final ones when ``ending``."""
     settings, servers = plan.settings, lane.scenario.servers
     market_index = jnp.arange(plan.markets)
-    of_play = turn_markets(servers, settings, steps, turn_movers(settings, plan.num_servers, turn))
+    of_play = turn_markets(servers, settings, steps, plan.update.movers(plan.num_servers, turn))
     of_play = jnp.concatenate(
         [of_play, jnp.zeros((plan.markets - plan.play_markets, *steps.shape), steps.dtype)]
     )
@@ -344,7 +346,7 @@ def _admission_step(plan: QueuePlan, lane: _Lane) -> _Lane:
         lane, markets=markets, slots=slots, slot_market=jnp.where(settles, size, lane.slot_market)
     )
 
-    movers = turn_movers(settings, plan.num_servers, lane.turn)
+    movers = plan.update.movers(plan.num_servers, lane.turn)
     played = plan.play_markets
     steps = turn_outcome(
         servers, settings, lane.steps, movers, markets.utility[:played], markets.sold[:played]
