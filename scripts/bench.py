@@ -30,6 +30,9 @@ Every ratio is measured side by side in one process on the same scenarios. Parts
               topologies) and enumerate (proposed scheme, the first --enumerate-topologies),
               through the CLI, compilation included (targets: 1,000 topologies in under
               60 s and 10 minutes)
+  anatomy     where a Fig. 3 game's time goes, ms of core time a game by rate and scheme:
+              Algorithm 1 on the game queue, and its certificate's table of offers, first
+              passes and open moves settled in full
 
 Writes results/bench/bench-DEVICE.json and .md: one report per run, holding the parts it ran
 (--only or --preset: some parts). The report it replaces, an earlier run's, is kept under its
@@ -60,6 +63,7 @@ from bench_scaling import commit, cpu_model
 
 from edgesplit import reference
 from edgesplit.config import GameSettings, Setup
+from edgesplit.game import grid, offers
 from edgesplit.game.algorithm1 import start
 from edgesplit.game.market import market
 from edgesplit.io.sweep_file import read_sweep
@@ -84,6 +88,7 @@ PARTS = (
     "batches",
     "million",
     "leaders",
+    "anatomy",
 )
 # Run by default with --device gpu only; the Fig. 3 sweep's targets (batches) before the
 # longest part (million), so that a check cut short by its time limit still has them.
@@ -232,6 +237,72 @@ def leaders(out: dict, scratch: Path, topologies: int, enumerated: int) -> None:
         and rule["seconds"] < 600,
     )  # fmt: skip
     out["leaders"] = figures
+
+
+def anatomy(out: dict, games: int = 200, rates=(2.0, 6.0, 10.0, 14.0, 18.0)) -> None:
+    """Where a Fig. 3 game's time goes, in ms of core time a game (process time, compiled,
+    ``games`` games a point, :data:`~edgesplit.game.grid.GAMES_TOGETHER` at a time as the
+    certificate groups them): Algorithm 1 on the game queue without the certificate, and
+    the certificate at its outcome split into the table of offers, the first passes of
+    every move from it, and the moves they leave open settled in full (the certificate
+    less the passes); with the table's rows made and the open moves a game."""
+    game = fig3_game()
+    no_certificate = game.replace(grid_certificate=False)
+    movers = jnp.arange(FIG3.num_servers)
+
+    def grouped(work):
+        return jax.jit(
+            lambda *at: jax.lax.map(lambda one: work(*one), at, batch_size=grid.GAMES_TOGETHER)
+        )
+
+    def table(scenario, options, *_):
+        made = offers.offer_table(scenario, options, game)
+        return made.first_row, jnp.sum(made.most_paid) + jnp.sum(made.offers.crbs)
+
+    def passes(scenario, options, price_crb, price_rrb, utility):
+        tables, here = grid.moves_from(scenario, options, game, price_crb, price_rrb)
+        at = (tables, here, price_crb, price_rrb, movers, utility)
+        return grid.open_moves(scenario, options, game, *at).count
+
+    parts = {
+        "table": grouped(table),
+        "passes": grouped(passes),
+        "certificate": jax.jit(lambda sc, op, *at: grid.batch_regret(sc, op, game, *at)),
+    }
+    rows = []
+    for rate in rates:
+        run = solver(FIG3.replace(mean_arrival_rate=rate), no_certificate)
+        for scheme in (Scheme.PROPOSED, Scheme.EDGE_ONLY, Scheme.HEURISTIC):
+            _, _, (topologies, solutions, _) = timed(run, games, scheme)
+            scenarios = topologies.scenario
+            options = jax.vmap(lambda sc, s=scheme: scheme_options(sc, jnp.int32(s)))(scenarios)
+            at = (scenarios, options, solutions.price_crb, solutions.price_rrb,
+                  solutions.server_utility)  # fmt: skip
+            core, results = {}, {}
+            for name, work in parts.items():
+                jax.block_until_ready(work(*at))  # compiled
+                begin = time.process_time()
+                results[name] = jax.block_until_ready(work(*at))
+                core[name] = (time.process_time() - begin) / games * 1e3
+            begin = time.process_time()
+            jax.block_until_ready(run(games, jnp.zeros(games), jnp.int32(scheme)))
+            rows.append({
+                "rate": rate, "scheme": Scheme(scheme).label,
+                "game_ms": (time.process_time() - begin) / games * 1e3,
+                "table_ms": core["table"], "passes_ms": core["passes"] - core["table"],
+                "settle_ms": core["certificate"] - core["passes"],
+                "certificate_ms": core["certificate"],
+                "rows": float(np.mean(game.price_levels - np.asarray(results["table"][0]))),
+                "open_moves": float(np.mean(results["passes"])),
+            })  # fmt: skip
+            say(
+                out,
+                "anatomy: λ = {rate:g}, {scheme}: game {game_ms:.2f}, certificate "
+                "{certificate_ms:.2f} = table {table_ms:.2f} ({rows:.0f} rows) + first passes "
+                "{passes_ms:.2f} + open moves {settle_ms:.2f} ({open_moves:.1f}) ms of core "
+                "time a game".format(**rows[-1]),
+            )
+    out["anatomy"] = {"games": games, "rows": rows}
 
 
 def say(out: dict, line: str) -> None:
@@ -825,6 +896,7 @@ def main(argv: list[str] | None = None) -> None:
             "leaders": lambda: leaders(
                 out, scratch, args.leader_topologies, args.enumerate_topologies
             ),
+            "anatomy": lambda: anatomy(out),
         }
         assert run.keys() == set(PARTS)
         for part in parts:
