@@ -50,6 +50,17 @@ def shared_compile_cache(tmp_path_factory):
         jax.config.update(name, value)
 
 
+def one_line(capsys, start: str = "edgesplit: error: ", *words) -> str:
+    """The one line on stderr (nothing on stdout), which starts with ``start`` and holds
+    ``words``."""
+    out, err = capsys.readouterr()
+    assert out == "", out
+    assert err.count("\n") == 1 and err.startswith(start), err
+    for word in words:
+        assert word in err, err
+    return err
+
+
 def random_problem(
     rng: np.random.Generator,
     num_devices: int,

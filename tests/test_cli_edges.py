@@ -18,6 +18,7 @@ from test_sweep import TINY
 import edgesplit.config
 import edgesplit.io.scenario_file
 import edgesplit.sweep.store
+from conftest import one_line
 from edgesplit.cli import main
 from edgesplit.errors import RunError
 from edgesplit.io.scenario_file import read_scenario
@@ -25,15 +26,6 @@ from edgesplit.sweep import runner
 from edgesplit.sweep.resources import MEMORY_LIMIT
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def one_line(capsys, start: str, *words) -> str:
-    out, err = capsys.readouterr()
-    assert out == "", out
-    assert err.count("\n") == 1 and err.startswith(start), err
-    for word in words:
-        assert word in err, err
-    return err
 
 
 @pytest.fixture

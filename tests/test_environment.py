@@ -23,6 +23,7 @@ from test_bad_input import fingerprint
 from test_sweep import TINY
 
 import edgesplit
+from conftest import one_line
 from edgesplit.cli import main
 from edgesplit.errors import RunError
 from edgesplit.io.sweep_file import parse_sweep
@@ -50,14 +51,6 @@ def assert_same(store, reference):
     got, expected = read(store), read(reference)
     for name in RECORDED:
         np.testing.assert_array_equal(got[name], expected[name], err_msg=name)
-
-
-def one_line(capsys, start: str = "edgesplit: error: ") -> str:
-    """The one line on stderr (nothing on stdout), which starts with ``start``."""
-    out, err = capsys.readouterr()
-    assert out == ""
-    assert err.count("\n") == 1 and err.startswith(start), err
-    return err
 
 
 @pytest.fixture(scope="module")

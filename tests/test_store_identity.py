@@ -18,6 +18,7 @@ from test_integrity import raw
 from test_sweep import TINY
 
 import edgesplit
+from conftest import one_line
 from edgesplit.cli import main
 from edgesplit.errors import InputError
 from edgesplit.io.sweep_file import parse_sweep, read_sweep
@@ -40,17 +41,6 @@ def stores(tmp_path_factory):
     shutil.copytree(root / "finished.zarr", root / "stopped.zarr")
     zarr.open_group(str(root / "stopped.zarr"), mode="r+")["chunk_done"][2] = False
     return root / "tiny.toml", root / "finished.zarr", root / "stopped.zarr"
-
-
-def one_line(capsys, start: str = "edgesplit: error: ", *words) -> str:
-    """The one line on stderr (nothing on stdout), which starts with ``start`` and holds
-    ``words``."""
-    out, err = capsys.readouterr()
-    assert out == "", out
-    assert err.count("\n") == 1 and err.startswith(start), err
-    for word in words:
-        assert word in err, err
-    return err
 
 
 # Each field of Sweep a resumed run may be given changed, and the key the refusal names.
