@@ -5,7 +5,7 @@ A profile is an equilibrium when no server gains more than ``min_gain`` by movin
 another price of its grid, the others' held: its regret is its line's best utility
 less its own. Deciding that needs each server's utility (eq. 11) at the profile and
 the best of its line, not at every profile. So every profile's market gets its first
-admission pass from the game's :class:`~edgesplit.game.grid.OfferTable`, which settles
+admission pass from the game's :class:`~edgesplit.game.offers.OfferTable`, which settles
 it or bounds each server's utility there (:func:`first_passes`), and only the markets
 that may decide the outcome are settled in full (:func:`settle_needed`), a round of
 the most promising at a time, until what is known decides it exactly: the equilibria,

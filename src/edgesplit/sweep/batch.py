@@ -13,7 +13,7 @@ previous turn played is not played again: after a price move of one server, two 
 2S + 1 markets of a round were played in the round before, and a converged game has
 played all its final markets. So the queue runs for about the total admission passes of
 the markets not yet played, over the slots. Each game follows exactly the rounds
-:func:`~edgesplit.game.leaders.play_leader` would.
+:meth:`~edgesplit.game.leaders.LeaderRule.play` (rule ``local``) would.
 """
 
 from __future__ import annotations
