@@ -385,6 +385,13 @@ CASES = [
         "must be >= 100, got 5",
     ),
     (
+        "no resamples",
+        None,
+        "summarize {store} --baseline proposed --bootstrap 0",
+        "resamples",
+        "must be >= 100, got 0",
+    ),
+    (
         "negative bootstrap seed",
         None,
         "summarize {store} --baseline proposed --bootstrap 200 --seed -1",

@@ -178,8 +178,9 @@ def _summarize(args) -> int:
     from edgesplit.analysis.tables import TableFormat, comparison_tables, summary_table
     from edgesplit.sweep.store import open_store
 
-    form = TableFormat.CSV if args.csv else TableFormat.MARKDOWN if args.markdown else None
-    form = form or TableFormat.TEXT
+    form = (
+        TableFormat.CSV if args.csv else TableFormat.MARKDOWN if args.markdown else TableFormat.TEXT
+    )
     ds = open_store(args.store)
     if args.baseline is None:
         for flag in ("along", "variable", "bootstrap"):
@@ -187,11 +188,14 @@ def _summarize(args) -> int:
                 raise InputError(f"--{flag}", "compares schemes or rules: give --baseline too")
         _emit(summary_table(summary(ds, args.confidence), form))
         return 0
+    # Any --bootstrap N reaches compare, which refuses too few (0 included).
+    interval = (
+        {} if args.bootstrap is None else {"method": "bootstrap", "resamples": args.bootstrap}
+    )
     results = [
         compare(
             ds, variable, args.baseline, along=args.along or "scheme",
-            confidence=args.confidence, method="t" if args.bootstrap is None else "bootstrap",
-            resamples=args.bootstrap or 10_000, seed=args.seed,
+            confidence=args.confidence, seed=args.seed, **interval,
         )
         for variable in args.variable or ["device_utility", "server_utility"]
     ]  # fmt: skip
