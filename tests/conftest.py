@@ -1,5 +1,5 @@
 """Shared test set-up: float64, compile caches of the tests' own shared by their
-processes, and random scenario files for the reference checks."""
+processes and kept between runs, and random scenario files for the reference checks."""
 
 from __future__ import annotations
 
@@ -15,27 +15,40 @@ from edgesplit import reference
 jax.config.update("jax_enable_x64", True)
 
 
+# Bytes each of the two caches keeps: a run of the suite writes about 0.2 GB to them.
+CACHE_BYTES = 2 * 2**30
+
+
 @pytest.fixture(scope="session", autouse=True)
-def shared_compile_cache(tmp_path_factory):
-    """The tests keep their compiled programs in a temporary cache of their own, never in
-    the user's, and so do the command lines they run (in another: they split the CPU into
+def shared_compile_cache(request, tmp_path_factory):
+    """The tests keep their compiled programs in a cache of their own, never in the
+    user's, and so do the command lines they run (in another: they split the CPU into
     devices, and compile other programs). Both are shared by the test processes of one
     session (``pytest-xdist``'s workers), so that a program one compiles the others load:
     many tests build the same small sweeps and games, and compiling is most of the
-    suite's time. JAX reads and writes a cache shared by processes under a file lock,
-    which it takes when the cache has a size limit."""
+    suite's time. They are kept between sessions in pytest's cache
+    (``.pytest_cache/d/xla-*``; ``pytest --cache-clear`` empties it), so that a second
+    run compiles only what changed: JAX knows a program by its whole compiled text and
+    the versions and flags that compile it, so a stale entry is never loaded, only left
+    to be evicted (least recently used first, past :data:`CACHE_BYTES`). Without pytest's
+    cache (``-p no:cacheprovider``) they are the session's temporary folders. JAX reads
+    and writes a cache shared by processes under a file lock, which it takes when the
+    cache has a size limit."""
     from edgesplit.sweep.compile_cache import ENVIRONMENT
 
-    root = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        root = root.parent  # every worker's base is a folder of the session's
-    caches = {name: root / name for name in ("xla-tests", "xla-cli")}
-    for folder in caches.values():
-        folder.mkdir(exist_ok=True)
-    limit = 16 * 2**30  # bytes: never reached, but it turns the file lock on
+    names = ("xla-tests", "xla-cli")
+    if getattr(request.config, "cache", None) is not None:
+        caches = {name: request.config.cache.mkdir(name) for name in names}
+    else:
+        root = tmp_path_factory.getbasetemp()
+        if os.environ.get("PYTEST_XDIST_WORKER"):
+            root = root.parent  # every worker's base is a folder of the session's
+        caches = {name: root / name for name in names}
+        for folder in caches.values():
+            folder.mkdir(exist_ok=True)
     settings = {
         "jax_compilation_cache_dir": str(caches["xla-tests"]),
-        "jax_compilation_cache_max_size": limit,
+        "jax_compilation_cache_max_size": CACHE_BYTES,
         "jax_persistent_cache_min_compile_time_secs": 0,
         "jax_persistent_cache_min_entry_size_bytes": -1,
     }
@@ -44,7 +57,7 @@ def shared_compile_cache(tmp_path_factory):
         jax.config.update(name, value)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(ENVIRONMENT, str(caches["xla-cli"]))
-        patch.setenv("JAX_COMPILATION_CACHE_MAX_SIZE", str(limit))
+        patch.setenv("JAX_COMPILATION_CACHE_MAX_SIZE", str(CACHE_BYTES))
         yield
     for name, value in before.items():
         jax.config.update(name, value)

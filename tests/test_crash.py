@@ -57,18 +57,12 @@ KILL_PLAN = [
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory):
-    cache = tmp_path_factory.mktemp("jax-cache")
-    # Each run reuses the first one's compiled program: a resume costs seconds, not a compile.
+def env():
     # One device, as the in-process reference runs: a chunk of one topology split over
-    # several devices compiles other shapes, which XLA may round differently.
-    return {
-        **os.environ,
-        "JAX_NUM_CPU_DEVICES": "1",
-        "JAX_COMPILATION_CACHE_DIR": str(cache),
-        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
-        "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "-1",
-    }
+    # several devices compiles other shapes, which XLA may round differently. Each run
+    # loads the first one's compiled program from the tests' cache (conftest.py): a
+    # resume costs seconds, not a compile.
+    return {**os.environ, "JAX_NUM_CPU_DEVICES": "1"}
 
 
 def start(sweep_file, store, env, *options, **extra):
