@@ -63,8 +63,9 @@ def test_offloading_pays_past_the_limit():
 def test_nobody_offloads_at_the_maximum_price():
     """Algorithm 1's premise, at the top of the Fig. 3 grid (λ = 20)."""
     setup = Setup().replace(mean_arrival_rate=20.0)
+    draw = jax.jit(lambda key: sample_topology(key, setup, 20, 2).scenario)
     for i in range(4):
-        scenario = sample_topology(jax.random.key(i), setup, 20, 2).scenario
+        scenario = draw(jax.random.key(i))
         top = scenario.servers.max_price
         response = solve_at_prices(scenario, Scheme.PROPOSED, top, top)
         assert np.all(np.asarray(response.devices.server) == -1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 
 import jax
@@ -117,7 +118,9 @@ def test_round_limit_and_cycles_are_reported(rng):
     assert reference.play(problem, 0, max_rounds=3)[1:] == (3, Status.ROUND_LIMIT)
 
 
-def solved_batch(rng, count, settings=GameSettings()):
+def random_batch(rng, count):
+    """``count`` random problems where capacities bind, their scenarios at one shape
+    (6 devices, 3 servers, 5 layers) and a scheme each."""
     problems = [
         random_problem(
             rng, 6, 3, max_crbs=12, max_rrbs=12, max_price=(1.0, 4.0), price_step=(0.05, 0.3)
@@ -125,9 +128,34 @@ def solved_batch(rng, count, settings=GameSettings()):
         for _ in range(count)
     ]
     scenarios = stack([pad_scenario(parse_scenario(p).scenario, 6, 3, 5) for p in problems])
-    schemes = np.arange(count, dtype=np.int32) % len(Scheme)
-    solutions = jax.jit(jax.vmap(lambda sc, k: solve(sc, k, settings)))(scenarios, schemes)
-    return problems, scenarios, schemes, solutions
+    return problems, scenarios, np.arange(count, dtype=np.int32) % len(Scheme)
+
+
+BATCH = 8  # games a call of solve_each: one program for every batch the tests solve
+
+
+@functools.cache
+def vmapped_solve(settings=GameSettings()):
+    return jax.jit(jax.vmap(lambda sc, k: solve(sc, k, settings)))
+
+
+def solve_each(scenarios, schemes, settings=GameSettings()):
+    """vmap(solve) over the games, ``BATCH`` at a time (the last batch filled with
+    copies of the last game)."""
+    count = len(schemes)
+    order = np.minimum(np.arange(-(-count // BATCH) * BATCH), count - 1)
+    parts = [
+        vmapped_solve(settings)(*jax.tree.map(lambda x, i=i: x[order[i : i + BATCH]],
+                                              (scenarios, np.asarray(schemes))))
+        for i in range(0, len(order), BATCH)
+    ]  # fmt: skip
+    return jax.tree.map(lambda *x: np.concatenate(x)[:count], *parts)
+
+
+def solved_batch(rng, count, settings=GameSettings()):
+    """:func:`random_batch`, its games solved by :func:`solve_each`."""
+    problems, scenarios, schemes = random_batch(rng, count)
+    return problems, scenarios, schemes, solve_each(scenarios, schemes, settings)
 
 
 def test_solved_games_hold_their_properties(rng):
@@ -250,11 +278,11 @@ def test_vmap_equals_a_loop_and_does_not_recompile(rng):
             np.testing.assert_allclose(getattr(one, name), getattr(batched, name), rtol=1e-12)
         jax.tree.map(np.testing.assert_array_equal, unslotted(one), unslotted(batched))
 
-    batched = jax.jit(jax.vmap(lambda sc, k: solve(sc, k)))
-    batched(scenarios, schemes)
+    batched = vmapped_solve()
+    batched(*jax.tree.map(lambda x: x[:BATCH], (scenarios, schemes)))
     compiled = batched._cache_size()
-    other = solved_batch(np.random.default_rng(7), 16)[1]
-    batched(other, schemes[::-1].copy())
+    _, other, _ = random_batch(np.random.default_rng(7), BATCH)
+    batched(other, schemes[::-1][:BATCH].copy())
     assert batched._cache_size() == compiled == 1
     size = solve._cache_size()
     solve(jax.tree.map(lambda x: x[3], other), 1)
@@ -262,11 +290,16 @@ def test_vmap_equals_a_loop_and_does_not_recompile(rng):
     assert solve._cache_size() == size
 
 
+SEQUENTIAL_SHORT = GameSettings(
+    update="sequential", joint_price=False, max_rounds=40, grid_certificate=False
+)
+
+
 @pytest.mark.parametrize(
     "settings",
     [
         GameSettings(grid_certificate=False),
-        GameSettings(update="sequential", joint_price=False, max_rounds=40, grid_certificate=False),
+        SEQUENTIAL_SHORT,
     ],
     ids=["default", "sequential-separate-short"],
 )
@@ -277,19 +310,12 @@ def test_a_game_queue_plays_every_game_as_vmap_does(rng, settings):
     choices (server, split, blocks), bit for bit; prices, utilities and delays to
     rounding, since the two programs settle the games in differently fused XLA code (a
     fused multiply-add in one and not the other moves the last bit)."""
-    problems = [
-        random_problem(
-            rng, 6, 3, max_crbs=12, max_rrbs=12, max_price=(1.0, 4.0), price_step=(0.05, 0.3)
-        )
-        for _ in range(24)
-    ]
-    scenarios = stack([pad_scenario(parse_scenario(p).scenario, 6, 3, 5) for p in problems])
-    each = jax.jit(jax.vmap(lambda sc, k: solve(sc, k, settings), in_axes=(0, None)))
+    problems, scenarios, _ = random_batch(rng, 24)
     queued = jax.jit(
         lambda sc, k, lanes: solve_batch(sc, k, settings, lanes), static_argnames="lanes"
     )
     for scheme in Scheme:
-        expected = each(scenarios, int(scheme))
+        expected = solve_each(scenarios, np.full(len(problems), scheme), settings)
         assert len(set(np.asarray(expected.rounds).tolist())) > 1 or scheme == Scheme.USER_ONLY
         for lanes in (1, 5, 24):
             got = queued(scenarios, int(scheme), lanes=lanes)
@@ -339,27 +365,28 @@ def test_fast_forward_is_exact(rng):
     from edgesplit.game.fast_forward import rounds_without_buyers
     from edgesplit.sweep.topology import sample_topology
 
-    _, random_scenarios, random_schemes, _ = solved_batch(rng, 24)
+    _, random_scenarios, random_schemes = random_batch(rng, 24)
     setup = Setup().replace(mean_arrival_rate=11.0)
-    fig3 = stack([sample_topology(jax.random.key(i), setup, 20, 2).scenario for i in range(6)])
-    # The game alone: the grid certificate would only repeat its markets (slowly).
-    game = GameSettings(grid_certificate=False)
-    # Random games (capacities bind) under the other update and price rules; Fig. 3's
-    # under the default ones.
+    draw = jax.jit(jax.vmap(lambda key: sample_topology(key, setup, 20, 2).scenario))
+    fig3 = draw(jax.vmap(jax.random.key)(jnp.arange(6)))
+    # Random games (capacities bind) under the other update and price rules, some cut
+    # short by the round limit (a game queue test's settings: one program for both);
+    # Fig. 3's under the default ones. The game alone: the grid certificate would only
+    # repeat its markets (slowly).
     cases = [
-        (random_scenarios, random_schemes, game.replace(update="sequential", joint_price=False)),
-        (fig3, np.arange(6, dtype=np.int32) % 4, game),
+        (random_scenarios, random_schemes, SEQUENTIAL_SHORT),
+        (fig3, np.arange(6, dtype=np.int32) % 4, GameSettings(grid_certificate=False)),
     ]
     for scenarios, schemes, settings in cases:
         solved = {}
         for fast_forward in (True, False):
             st = settings.replace(fast_forward=fast_forward)
-            solved[fast_forward] = jax.jit(jax.vmap(lambda sc, k, st=st: solve(sc, k, st)))(
-                scenarios, schemes
-            )
+            solved[fast_forward] = solve_each(scenarios, schemes, st)
         jax.tree.map(np.testing.assert_array_equal, solved[True], solved[False])
-        skipped = jax.vmap(
-            lambda sc, k, st=settings: rounds_without_buyers(sc, scheme_options(sc, k), st)
+        skipped = jax.jit(
+            jax.vmap(
+                lambda sc, k, st=settings: rounds_without_buyers(sc, scheme_options(sc, k), st)
+            )
         )(scenarios, schemes)
         plays = np.asarray(schemes) != Scheme.USER_ONLY  # user-only plays no game
         skipped = np.asarray(skipped)[plays]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -16,6 +17,7 @@ from edgesplit.sweep.topology import sample_topology
 SETUP = Setup()
 
 
+@partial(jax.jit, static_argnums=(1, 2, 3))  # one program a draw, not an op at a time
 def draw(key, setup=SETUP, devices=20, servers=2):
     return sample_topology(key, setup, devices, servers).scenario
 
@@ -62,7 +64,9 @@ def test_padding_leaves_every_draw_alone():
 
 
 def test_sampling_is_deterministic_and_traceable():
-    sample = jax.jit(lambda k, rate: draw(k, SETUP.replace(mean_arrival_rate=rate)))
+    sample = jax.jit(
+        lambda k, rate: sample_topology(k, SETUP.replace(mean_arrival_rate=rate), 20, 2).scenario
+    )
     a = sample(jax.random.key(5), jnp.float64(3.0))
     b = sample(jax.random.key(5), jnp.float64(7.0))
     jax.tree.map(np.testing.assert_array_equal, a.rate_per_rrb, b.rate_per_rrb)
