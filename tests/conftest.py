@@ -15,7 +15,7 @@ from edgesplit import reference
 jax.config.update("jax_enable_x64", True)
 
 
-# Bytes each of the two caches keeps: a run of the suite writes about 0.2 GB to them.
+# Bytes each of the two caches keeps: a run of the suite writes about 50 MB to them.
 CACHE_BYTES = 2 * 2**30
 
 
