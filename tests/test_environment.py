@@ -28,7 +28,7 @@ from edgesplit.cli import main
 from edgesplit.errors import RunError
 from edgesplit.io.sweep_file import parse_sweep
 from edgesplit.sweep import runner
-from edgesplit.sweep.chunks import ProgramMemory, chunk_solver
+from edgesplit.sweep.chunks import ProgramMemory
 from edgesplit.sweep.resources import (
     MEMORY_LIMIT,
     largest_batch,
@@ -265,7 +265,7 @@ def test_a_memory_limit_refuses_a_tiny_sweep_naming_chunk(tiny, tmp_path, capsys
     # After compiling, before solving: the programs' own memory (XLA's analysis) does
     # not fit, though the results alone would.
     sweep = parse_sweep(TINY)
-    memory = chunk_solver(sweep).compile()
+    _, memory = runner.batch_solver(sweep, sweep.num_chunks)  # as the run compiles it
     assert memory is not None and memory.per_device > 0
     results = result_bytes(sweep, sweep.chunk)
     held = template_bytes(sweep)
@@ -288,8 +288,8 @@ def test_a_batch_that_does_not_fit_is_refused_naming_batch(tiny, tmp_path, capsy
     sweep_file, _ = tiny
     sweep = parse_sweep(TINY)
 
-    def need(batch):  # as the run counts it: the devices' programs and the results
-        memory = chunk_solver(sweep, batch=batch).compile()
+    def need(batch):  # as the run compiles and counts it: the devices' programs and results
+        _, memory = runner.batch_solver(sweep, sweep.num_chunks, batch)
         return (
             template_bytes(sweep)
             + memory.devices * (memory.per_device + memory.outputs)
