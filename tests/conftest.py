@@ -57,7 +57,9 @@ def shared_compile_cache(request, tmp_path_factory):
         jax.config.update(name, value)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(ENVIRONMENT, str(caches["xla-cli"]))
-        patch.setenv("JAX_COMPILATION_CACHE_MAX_SIZE", str(CACHE_BYTES))
+        for name, value in settings.items():  # the command lines' JAX keeps every program too
+            if name != "jax_compilation_cache_dir":
+                patch.setenv(name.upper(), str(value))
         yield
     for name, value in before.items():
         jax.config.update(name, value)
