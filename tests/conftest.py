@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import os
 import zlib
+from functools import partial
 
 import jax
 import numpy as np
 import pytest
 
 from edgesplit import reference
+from edgesplit.config import Setup
+from edgesplit.sweep.topology import sample_topology
 
 jax.config.update("jax_enable_x64", True)
 
@@ -63,6 +66,16 @@ def shared_compile_cache(request, tmp_path_factory):
         yield
     for name, value in before.items():
         jax.config.update(name, value)
+
+
+DEFAULT_SETUP = Setup()
+
+
+@partial(jax.jit, static_argnums=(1, 2, 3))  # one program a draw, not an op at a time
+def draw_topology(key, setup=DEFAULT_SETUP, devices=20, servers=2):
+    """The scenario of a random topology (:func:`~edgesplit.sweep.topology.sample_topology`)
+    padded to ``devices`` and ``servers``."""
+    return sample_topology(key, setup, devices, servers).scenario
 
 
 def one_line(capsys, start: str = "edgesplit: error: ", *words) -> str:

@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from conftest import draw_topology
 from edgesplit.config import Setup
 from edgesplit.game.solve import solve, solve_at_prices
 from edgesplit.model.schemes import Scheme
@@ -63,9 +64,8 @@ def test_offloading_pays_past_the_limit():
 def test_nobody_offloads_at_the_maximum_price():
     """Algorithm 1's premise, at the top of the Fig. 3 grid (λ = 20)."""
     setup = Setup().replace(mean_arrival_rate=20.0)
-    draw = jax.jit(lambda key: sample_topology(key, setup, 20, 2).scenario)
     for i in range(4):
-        scenario = draw(jax.random.key(i))
+        scenario = draw_topology(jax.random.key(i), setup)
         top = scenario.servers.max_price
         response = solve_at_prices(scenario, Scheme.PROPOSED, top, top)
         assert np.all(np.asarray(response.devices.server) == -1)

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import random_problem
+from conftest import draw_topology, random_problem
 from edgesplit import reference
 from edgesplit.config import GameSettings
 from edgesplit.game.admission import respond_with_admission
@@ -363,12 +363,10 @@ def test_fast_forward_is_exact(rng):
     """Skipping the opening no-buyer rounds gives bit-for-bit the game played through them."""
     from edgesplit.config import Setup
     from edgesplit.game.fast_forward import rounds_without_buyers
-    from edgesplit.sweep.topology import sample_topology
 
     _, random_scenarios, random_schemes = random_batch(rng, 24)
     setup = Setup().replace(mean_arrival_rate=11.0)
-    draw = jax.jit(jax.vmap(lambda key: sample_topology(key, setup, 20, 2).scenario))
-    fig3 = draw(jax.vmap(jax.random.key)(jnp.arange(6)))
+    fig3 = jax.vmap(lambda key: draw_topology(key, setup))(jax.vmap(jax.random.key)(jnp.arange(6)))
     # Random games (capacities bind) under the other update and price rules, some cut
     # short by the round limit (a game queue test's settings: one program for both);
     # Fig. 3's under the default ones. The game alone: the grid certificate would only

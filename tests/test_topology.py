@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 import math
-from functools import partial
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import draw_topology as draw
 from edgesplit.config import Setup
 from edgesplit.model.dnn import builtin_model
 from edgesplit.sweep.topology import sample_topology
 
 SETUP = Setup()
-
-
-@partial(jax.jit, static_argnums=(1, 2, 3))  # one program a draw, not an op at a time
-def draw(key, setup=SETUP, devices=20, servers=2):
-    return sample_topology(key, setup, devices, servers).scenario
 
 
 def test_rate_per_rrb_is_shannon_over_the_path_loss():
