@@ -290,9 +290,8 @@ RULES = [
 def test_a_trace_ends_where_solve_ends(rng, leader, update):
     """The last state is solve's: the same prices to the bit, rounds, status and cycle;
     every state before it is the reference's after as many rounds."""
-    settings = GameSettings(
-        leader=leader, update=update, price_levels=LEVELS, grid_certificate=False
-    )
+    # The settings of tests/test_leaders.py's games of these rules: their programs serve both.
+    settings = GameSettings(leader=leader, update=update, price_levels=LEVELS)
     games = 4 if leader == "enumerate" else 12
     statuses = set()
     for case in range(games):

@@ -101,8 +101,11 @@ def stack_tables(
 
 
 def stack(scenarios: Sequence[Scenario]) -> Scenario:
-    """A batch of same-shaped scenarios along a new leading axis."""
-    return jax.tree.map(lambda *leaves: jnp.stack(leaves), *scenarios)
+    """A batch of same-shaped scenarios (concrete arrays) along a new leading axis.
+
+    Stacked on the host: ``jnp.stack`` would compile a concatenation for every leaf's
+    shape and batch size."""
+    return jax.tree.map(lambda *leaves: jnp.asarray(np.stack(leaves)), *scenarios)
 
 
 def unstack(batch: Scenario) -> list[Scenario]:
@@ -114,7 +117,8 @@ def unstack(batch: Scenario) -> list[Scenario]:
 def pad_scenario(
     scenario: Scenario, num_devices: int, num_servers: int, num_splits: int
 ) -> Scenario:
-    """``scenario`` padded to the given sizes with inactive devices and servers.
+    """``scenario`` (concrete arrays) padded to the given sizes with inactive devices and
+    servers, on the host (no program compiled per shape).
 
     Padding repeats the last entry of each axis (so no padded value divides by zero)
     and marks padded devices and servers inactive; split points past a device's own
@@ -130,7 +134,7 @@ def pad_scenario(
         raise ValueError("pad_scenario can only grow a scenario")
 
     def pad(array, *widths):
-        return jnp.pad(array, [(0, w) for w in widths], mode="edge")
+        return np.pad(np.asarray(array), [(0, w) for w in widths], mode="edge")
 
     def pad_devices(field):
         value = getattr(devices, field)
@@ -140,10 +144,11 @@ def pad_scenario(
     servers = Servers(
         **{f.name: pad(getattr(servers, f.name), extra[1]) for f in dataclasses.fields(Servers)}
     )
-    real_devices = jnp.arange(num_devices) < num_devices - extra[0]
-    real_servers = jnp.arange(num_servers) < num_servers - extra[1]
-    return Scenario(
+    real_devices = np.arange(num_devices) < num_devices - extra[0]
+    real_servers = np.arange(num_servers) < num_servers - extra[1]
+    padded = Scenario(
         devices=dataclasses.replace(devices, active=devices.active & real_devices),
         servers=dataclasses.replace(servers, active=servers.active & real_servers),
         rate_per_rrb=pad(scenario.rate_per_rrb, extra[0], extra[1]),
     )
+    return jax.tree.map(jnp.asarray, padded)
