@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 
 import jax
 import jax.numpy as jnp
 
+from edgesplit.config import GameSettings
 from edgesplit.model.delays import device_utility, service_delay, service_rate, sojourn_time
 from edgesplit.model.scenario import Scenario
 from edgesplit.model.schemes import Options
@@ -250,6 +252,18 @@ def offload_options_exhaustive(
         rrbs=jnp.where(found, best % rrb_grid + 1, 0).astype(jnp.int32),
         delay=jnp.where(found, best_delay, jnp.inf),
     )
+
+
+def offload_options(settings: GameSettings):
+    """The offload-option kernel ``settings.best_response`` names: ``exact``, or
+    ``exhaustive`` on the settings' grids."""
+    kernels = {
+        "exact": offload_options_exact,
+        "exhaustive": partial(
+            offload_options_exhaustive, crb_grid=settings.crb_grid, rrb_grid=settings.rrb_grid
+        ),
+    }
+    return kernels[settings.best_response]
 
 
 def first_maximum(values, axes: int = 1):

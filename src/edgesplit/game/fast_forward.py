@@ -7,8 +7,7 @@ import jax
 import jax.numpy as jnp
 
 from edgesplit.config import GameSettings
-from edgesplit.game.best_response import local_option, offload_terms
-from edgesplit.game.market import offload_options
+from edgesplit.game.best_response import local_option, offload_options, offload_terms
 from edgesplit.game.prices import not_below_cost, prices_at, top_step
 from edgesplit.model.scenario import Scenario, Servers
 from edgesplit.model.schemes import Options

@@ -29,9 +29,14 @@ import jax
 import jax.numpy as jnp
 
 from edgesplit.config import GameSettings
-from edgesplit.game.best_response import best_splits, choose_offer, first_maximum, offload_terms
+from edgesplit.game.best_response import (
+    best_splits,
+    choose_offer,
+    first_maximum,
+    offload_options,
+    offload_terms,
+)
 from edgesplit.game.fast_forward import first_sale
-from edgesplit.game.market import offload_options
 from edgesplit.game.market_queue import fold_markets
 from edgesplit.game.offers import ROW_BLOCK, OfferTable, first_pass, offer_table
 from edgesplit.game.prices import top_step

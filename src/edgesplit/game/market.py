@@ -14,8 +14,7 @@ from edgesplit.game.best_response import (
     Choice,
     OffloadTerms,
     choose,
-    offload_options_exact,
-    offload_options_exhaustive,
+    offload_options,
     offload_terms,
 )
 from edgesplit.model.scenario import Scenario
@@ -50,15 +49,6 @@ def responder(
         return choose(scenario, options, offload)
 
     return respond
-
-
-def offload_options(settings: GameSettings):
-    """The offload-option kernel ``settings`` asks for (exact or exhaustive)."""
-    if settings.best_response == "exact":
-        return offload_options_exact
-    return partial(
-        offload_options_exhaustive, crb_grid=settings.crb_grid, rrb_grid=settings.rrb_grid
-    )
 
 
 def server_sales(scenario: Scenario, choice: Choice, price_crb, price_rrb):

@@ -29,9 +29,10 @@ from edgesplit.game.best_response import (
     choose_offer,
     first_maximum,
     local_option,
+    offload_options,
     offload_terms,
 )
-from edgesplit.game.market import offload_options, server_sales
+from edgesplit.game.market import server_sales
 from edgesplit.game.prices import prices_at, top_step
 from edgesplit.model.scenario import Scenario
 from edgesplit.model.schemes import Options
