@@ -357,16 +357,11 @@ LONG = TINY.replace("topologies = 6", "topologies = 24").replace("chunk = 2", "c
 @pytest.fixture(scope="module")
 def long_sweep(tmp_path_factory):
     """A sweep of 24 one-topology chunks, its uninterrupted store (run as the tests'
-    processes run), and their environment: one device, a compile cache they share."""
+    processes run), and their environment: one device, and the command lines' compile
+    cache of the tests (conftest.py), kept between runs."""
     root = tmp_path_factory.mktemp("long")
     (root / "long.toml").write_text(LONG)
-    env = {
-        **os.environ,
-        "JAX_NUM_CPU_DEVICES": "1",
-        "JAX_COMPILATION_CACHE_DIR": str(root / "jax-cache"),
-        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
-        "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "-1",
-    }
+    env = {**os.environ, "JAX_NUM_CPU_DEVICES": "1"}
     reference = root / "reference.zarr"
     first = start(root / "long.toml", reference, env)
     assert first.wait(timeout=300) == 0, first.stderr.read()
