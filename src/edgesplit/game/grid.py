@@ -18,7 +18,8 @@ in full, highest bound first, each passed over once the best found is above its 
 a move whose bound is no more than a utility known at a higher price (equal at best, it
 comes after it among ties) is not settled either. Otherwise every move's market is
 settled, the number of levels then traced (it follows max_price / Δ). Either way the
-markets are settled a few at a time per scenario (:mod:`edgesplit.game.market_queue`).
+markets are settled a few at a time per scenario
+(:func:`~edgesplit.game.market.fold_markets`).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from edgesplit.game.best_response import (
     offload_terms,
 )
 from edgesplit.game.fast_forward import first_sale
-from edgesplit.game.market_queue import fold_markets
+from edgesplit.game.market import fold_markets
 from edgesplit.game.offers import ROW_BLOCK, OfferTable, first_pass, offer_table
 from edgesplit.game.prices import top_step
 from edgesplit.model.scenario import Scenario
@@ -201,7 +202,7 @@ def settle_open(
     """Each mover's best utility over its grid moves and the level at which it first
     reaches it, (P,) each, even where below its floor (none of its moves reaches it, and
     those below it may not have been settled): the ``moves`` left open settled in full,
-    highest bound first, on the slots of :func:`~edgesplit.game.market_queue.fold_markets`
+    highest bound first, on the slots of :func:`~edgesplit.game.market.fold_markets`
     (their first pass from the ``tables``, the others' offers ``here``), each passed over
     once its mover's best found is above its bound."""
     lines, levels = _lines(settings), settings.price_levels
@@ -289,7 +290,7 @@ def best_on_grid(
 def _best_by_queue(scenario, options, settings, price_crb, price_rrb, movers, floor):
     """:func:`best_on_grid` without the levels known: every move's market, numbered
     level-major (every mover's moves to level 0, then to level 1, ...), settled on the
-    slots of :func:`~edgesplit.game.market_queue.fold_markets`."""
+    slots of :func:`~edgesplit.game.market.fold_markets`."""
     servers = scenario.servers
     lines = _lines(settings)
     per_level = movers.shape[0] * lines

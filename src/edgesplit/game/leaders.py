@@ -37,8 +37,7 @@ from edgesplit.errors import InputError
 from edgesplit.game.algorithm1 import RUNNING, GameState, Status, Update, advance, end_round, start
 from edgesplit.game.fast_forward import state_after_descent
 from edgesplit.game.grid import best_on_grid, best_on_table, moves_from
-from edgesplit.game.market import markets_at
-from edgesplit.game.market_queue import fold_markets
+from edgesplit.game.market import fold_markets, markets_at
 from edgesplit.game.offers import OfferTable, offer_table
 from edgesplit.game.prices import prices_at
 from edgesplit.game.profiles import enumerate_profiles

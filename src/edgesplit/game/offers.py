@@ -6,7 +6,7 @@ one table per game, each device's best offer from each server at each level (an 
 the best split and purchase there), gives the first admission pass of every market on
 the grid: each device chooses among its servers' entries (:func:`first_pass`). Only the
 devices a full server refused need a fresh response, capped by what is left
-(:func:`~edgesplit.game.market_queue.fold_markets`).
+(:func:`~edgesplit.game.market.fold_markets`).
 
 The rows are made from the lowest price up, :data:`ROW_BLOCK` levels at a time, and stop
 after a block whose highest price sells to nobody: a device's best offer only falls as a

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 from edgesplit.config import GameSettings
 from edgesplit.game.algorithm1 import Status
 from edgesplit.game.best_response import choose_offer
-from edgesplit.game.market_queue import fold_markets
+from edgesplit.game.market import fold_markets
 from edgesplit.game.offers import OfferTable, first_pass, offer_table, offers_at, paid_at
 from edgesplit.game.prices import top_step
 from edgesplit.model.scenario import Scenario
@@ -97,7 +97,7 @@ def settle(
 ) -> ProfileBounds:  # fmt: skip
     """``bounds`` with the markets of the profiles ``wanted`` (P,), the first ``most``
     of them, settled in full (on :data:`PROFILE_SLOTS` slots of
-    :func:`~edgesplit.game.market_queue.fold_markets`, their first pass from the
+    :func:`~edgesplit.game.market.fold_markets`, their first pass from the
     table): each server's utility there known."""
     servers = scenario.servers
     count, _, profile = profile_numbering(servers, settings.price_levels)
