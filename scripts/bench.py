@@ -62,7 +62,7 @@ import numpy_baseline  # a sibling: scripts/ is on sys.path when a script in it 
 from bench_scaling import commit, cpu_model
 
 from edgesplit import reference
-from edgesplit.config import GameSettings, Setup
+from edgesplit.config import GameSettings, Setup, price_levels
 from edgesplit.game import grid, offers
 from edgesplit.game.algorithm1 import start
 from edgesplit.game.market import market
@@ -146,10 +146,13 @@ def solver(setup: Setup, settings=GameSettings(), dtype=jnp.float64, lanes: int 
     solutions, rounds played after the skipped opening rounds), the batch solved as
     sweeps solve it (topologies drawn in float64, then cast to ``dtype``; as many game
     lanes as a sweep's chunk of this size gets on this platform, unless ``lanes``).
-    Setups that differ only in their numbers share one compiled program."""
+    Setups that differ only in their numbers (their price grids as many levels, to which
+    the settings are fitted) share one compiled program."""
+    levels = price_levels(setup.max_price, setup.price_step)
     program = _solver_program(
-        settings, jnp.dtype(dtype), lanes, setup.num_devices, setup.num_servers
-    )
+        settings.fit_levels(levels, setup.num_servers), jnp.dtype(dtype), lanes,
+        setup.num_devices, setup.num_servers,
+    )  # fmt: skip
     return lambda first, count_like, scheme: program(first, count_like, scheme, setup)
 
 

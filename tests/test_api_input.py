@@ -149,6 +149,22 @@ def test_the_solvers_check_their_arguments(scenario):
     refused(lambda: edgesplit.solve_batch(stack([scenario]), proposed, lanes=0), "lanes")
 
 
+def test_a_traced_game_needs_its_price_levels(scenario):
+    """Under a vmap there is nothing to fit the levels to: the grid certificate's table of
+    offers refuses price_levels = 0 as it is traced, before anything is compiled, and so
+    does the game's kernel called directly; without the certificate, none are needed."""
+    from edgesplit.game.solve import solve
+
+    batch = stack([scenario, scenario])
+    for settings in (GameSettings(), GameSettings(leader="best_response")):
+        vmapped = jax.vmap(lambda one, settings=settings: edgesplit.solve(one, 0, settings))
+        refused(lambda vmapped=vmapped: vmapped(batch), "price_levels", "must be set")
+        refused(lambda settings=settings: solve(scenario, 0, settings), "price_levels")
+    market_only = GameSettings(grid_certificate=False)
+    solved = jax.vmap(lambda one: edgesplit.solve(one, 0, market_only))(batch)
+    assert np.all(np.isnan(np.asarray(solved.server_regret)))
+
+
 def test_run_takes_a_sweep_or_its_path(tmp_path):
     refused(lambda: edgesplit.run(42), "sweep", "must be a Sweep or a sweep file's path")
     missing = tmp_path / "missing.toml"

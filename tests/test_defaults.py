@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from conftest import draw_topology
-from edgesplit.config import Setup
+from edgesplit.config import GameSettings, Setup
 from edgesplit.game.solve import solve, solve_at_prices
 from edgesplit.model.schemes import Scheme
 from edgesplit.sweep.topology import sample_topology
@@ -33,12 +33,15 @@ def local_limit(stem: str, setup: Setup) -> float:
     return (gamma * mu + math.sqrt((gamma * mu) ** 2 - 4 * gamma * delta)) / (2 * gamma)
 
 
+MARKET_ONLY = GameSettings(grid_certificate=False)  # these tests check no regret
+
+
 @jax.jit
 def fig3(rate, scheme):
     setup = Setup().replace(mean_arrival_rate=rate)
     keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.key(2024), i))(jnp.arange(4))
     scenarios = jax.vmap(lambda k: sample_topology(k, setup, 20, 2).scenario)(keys)
-    return jax.vmap(lambda s: solve(s, scheme))(scenarios)
+    return jax.vmap(lambda s: solve(s, scheme, MARKET_ONLY))(scenarios)
 
 
 def test_user_only_limit_is_alexnets_near_the_papers_ten():
@@ -67,5 +70,5 @@ def test_nobody_offloads_at_the_maximum_price():
     for i in range(4):
         scenario = draw_topology(jax.random.key(i), setup)
         top = scenario.servers.max_price
-        response = solve_at_prices(scenario, Scheme.PROPOSED, top, top)
+        response = solve_at_prices(scenario, Scheme.PROPOSED, top, top, MARKET_ONLY)
         assert np.all(np.asarray(response.devices.server) == -1)

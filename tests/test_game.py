@@ -51,6 +51,11 @@ def assert_same_picks(got, expected, where):
         assert g.utility == pytest.approx(e.utility, rel=1e-9, abs=1e-12), f"{where} device {m}"
 
 
+LEVELS = 82  # price levels enough for every random_problem here: 4.0 / 0.05 + 2
+CERTIFIED = GameSettings(price_levels=LEVELS)
+MARKET_ONLY = GameSettings(grid_certificate=False)  # for tests that check no regret
+
+
 def test_admission_equals_the_reference(rng):
     """Crowded servers: many devices, few blocks, cheap prices."""
     for case in range(40):
@@ -58,7 +63,7 @@ def test_admission_equals_the_reference(rng):
         parsed = parse_scenario(problem)
         scheme = int(rng.integers(0, 3))
         scenario = pad_scenario(parsed.scenario, 8, 2, 5)
-        got = solve_at_prices(scenario, scheme, parsed.price_crb, parsed.price_rrb)
+        got = solve_at_prices(scenario, scheme, parsed.price_crb, parsed.price_rrb, MARKET_ONLY)
         expected = reference.market(
             problem, parsed.price_crb.tolist(), parsed.price_rrb.tolist(), scheme
         )
@@ -66,10 +71,10 @@ def test_admission_equals_the_reference(rng):
 
 
 SETTINGS = [
-    GameSettings(),
-    GameSettings(update="sequential"),
-    GameSettings(joint_price=False),
-    GameSettings(update="sequential", joint_price=False, min_gain=0.01),
+    MARKET_ONLY,
+    MARKET_ONLY.replace(update="sequential"),
+    MARKET_ONLY.replace(joint_price=False),
+    MARKET_ONLY.replace(update="sequential", joint_price=False, min_gain=0.01),
 ]
 
 
@@ -112,7 +117,7 @@ def test_round_limit_and_cycles_are_reported(rng):
         rng, 4, 2, max_crbs=4, max_rrbs=4, max_price=(2.0, 2.0), price_step=(0.1, 0.1)
     )
     parsed = parse_scenario(problem)
-    got = solve(parsed.scenario, Scheme.PROPOSED, GameSettings(max_rounds=3))
+    got = solve(parsed.scenario, Scheme.PROPOSED, MARKET_ONLY.replace(max_rounds=3))
     assert int(got.status) == Status.ROUND_LIMIT and int(got.rounds) == 3
     assert not bool(got.converged)
     assert reference.play(problem, 0, max_rounds=3)[1:] == (3, Status.ROUND_LIMIT)
@@ -135,11 +140,11 @@ BATCH = 8  # games a call of solve_each: one program for every batch the tests s
 
 
 @functools.cache
-def vmapped_solve(settings=GameSettings()):
+def vmapped_solve(settings=CERTIFIED):
     return jax.jit(jax.vmap(lambda sc, k: solve(sc, k, settings)))
 
 
-def solve_each(scenarios, schemes, settings=GameSettings()):
+def solve_each(scenarios, schemes, settings=CERTIFIED):
     """vmap(solve) over the games, ``BATCH`` at a time (the last batch filled with
     copies of the last game)."""
     count = len(schemes)
@@ -152,7 +157,7 @@ def solve_each(scenarios, schemes, settings=GameSettings()):
     return jax.tree.map(lambda *x: np.concatenate(x)[:count], *parts)
 
 
-def solved_batch(rng, count, settings=GameSettings()):
+def solved_batch(rng, count, settings=CERTIFIED):
     """:func:`random_batch`, its games solved by :func:`solve_each`."""
     problems, scenarios, schemes = random_batch(rng, count)
     return problems, scenarios, schemes, solve_each(scenarios, schemes, settings)
@@ -270,7 +275,7 @@ def unslotted(solution):
 def test_vmap_equals_a_loop_and_does_not_recompile(rng):
     _, scenarios, schemes, solutions = solved_batch(rng, 16)
     for i, one_scenario in enumerate(unstack(scenarios)):
-        one = solve(one_scenario, int(schemes[i]))
+        one = solve(one_scenario, int(schemes[i]), CERTIFIED)
         batched = unstack(solutions)[i]
         # The grid regret's and the cycle means' markets settle on slots that a vmap
         # fuses differently: equal to rounding; everything else bit for bit.
@@ -285,8 +290,8 @@ def test_vmap_equals_a_loop_and_does_not_recompile(rng):
     batched(other, schemes[::-1][:BATCH].copy())
     assert batched._cache_size() == compiled == 1
     size = solve._cache_size()
-    solve(jax.tree.map(lambda x: x[3], other), 1)
-    solve(jax.tree.map(lambda x: x[5], other), 2)
+    solve(jax.tree.map(lambda x: x[3], other), 1, CERTIFIED)
+    solve(jax.tree.map(lambda x: x[5], other), 2, CERTIFIED)
     assert solve._cache_size() == size
 
 
@@ -327,7 +332,7 @@ def test_a_game_queue_program_does_not_grow_with_its_batch(rng):
     compile time does not follow the batch (it did while the queue's results started as
     a stack of one copy per game: a 10,000-game batch took 74 s to compile on an H200)."""
     scenario = pad_scenario(parse_scenario(random_problem(rng, 6, 3)).scenario, 6, 3, 5)
-    play = jax.jit(lambda scenarios: solve_batch(scenarios, Scheme.PROPOSED, GameSettings(), 16))
+    play = jax.jit(lambda scenarios: solve_batch(scenarios, Scheme.PROPOSED, CERTIFIED, 16))
 
     def program(count):
         batch = jax.tree.map(

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from edgesplit import reference
-from edgesplit.config import Setup
+from edgesplit.config import GameSettings, Setup
 from edgesplit.game.solve import solve
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "numpy_baseline.py"
@@ -108,6 +108,9 @@ def test_play_matches_reference(i):
     assert baseline.play(problem, scheme, update=update, joint=joint) == expected
 
 
+MARKET_ONLY = GameSettings(grid_certificate=False)  # the baseline plays the game alone
+
+
 @pytest.mark.parametrize("scheme", SCHEMES)
 def test_matches_engine(scheme):
     """Fig. 3 scenarios (20 MDs, 2 ESs, λ = 10): the same rounds, status, prices and
@@ -115,7 +118,7 @@ def test_matches_engine(scheme):
     fig3 = Setup().replace(mean_arrival_rate=10.0)
     for i in range(FIG3_GAMES):
         topology, problem = baseline.sampled_problem(fig3, 2, i)
-        solution = jax.tree.map(np.asarray, solve(topology.scenario, scheme))
+        solution = jax.tree.map(np.asarray, solve(topology.scenario, scheme, MARKET_ONLY))
         steps, played, status = baseline.play(problem, scheme)
         final = baseline.final_market(problem, steps, scheme)
         game = f"Fig. 3 game {i} (scheme {scheme})"

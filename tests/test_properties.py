@@ -7,6 +7,7 @@ Examples are derandomized, so CI sees the same cases every run;
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 
@@ -36,10 +37,10 @@ settings.register_profile("thorough", max_examples=10_000, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 DEVICES, SERVERS, SPLITS = 6, 2, 5
-GAME = GameSettings()
+GAME = GameSettings(price_levels=32)  # every grid here: max_price 3.0 / price_step 0.1 + 2
 
-_solve = jax.jit(solve)
-_respond = jax.jit(solve_at_prices)
+_solve = jax.jit(functools.partial(solve, settings=GAME))
+_respond = jax.jit(functools.partial(solve_at_prices, settings=GAME))
 
 
 def solve_padded(scenario, scheme):
@@ -164,7 +165,7 @@ def test_a_thousand_devices_on_one_server():
     problem["servers"][0].update(
         crbs=60, rrbs=80, max_price=2.0, price_step=0.1, price_crb=0.0, price_rrb=0.0
     )
-    solution = solve(parse_scenario(problem).scenario, 0)
+    solution = solve(parse_scenario(problem).scenario, 0, GAME)
     check(problem, solution, 0)
     sold = int(solution.crbs_sold[0]) + int(solution.rrbs_sold[0])
     assert sold > 0 and int(np.sum(np.asarray(solution.devices.server) == 0)) > 5

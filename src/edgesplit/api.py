@@ -9,7 +9,9 @@ settings fitted to the scenario as a scenario file's are. Bad input is an
 inside JAX.
 
 Arrays traced under ``jax.jit`` or ``jax.vmap`` hold no values to check: their shapes
-and dtypes are checked, their values are not, and the settings are used as given.
+and dtypes are checked, their values are not, and the settings are used as given (so
+``price_levels`` must be given for the grid certificate, ``best_response`` and
+``enumerate``: :meth:`~edgesplit.config.GameSettings.fit_levels`).
 """
 
 from __future__ import annotations

@@ -414,9 +414,9 @@ class GameSettings:
     )  # fmt: skip
     price_levels: int = _param(
         0, "levels", "K", "Price levels per ES the certificate and the leader rules search "
-        "(>= every ES's ceil(max_price / Δ) + 1), fitted to the sweep or scenario; 0: "
-        "unknown, the certificate then settles every level's market (slower), and "
-        "'enumerate' refuses it",
+        "(>= every ES's ceil(max_price / Δ) + 1); 0: fitted to the sweep, the scenario or "
+        "the scenarios given to edgesplit.solve (the game's kernels, which build a table "
+        "of offers per level, refuse 0)",
         at_least=0, at_most=INT32_MAX, integer=True,
     )  # fmt: skip
 

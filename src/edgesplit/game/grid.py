@@ -10,16 +10,13 @@ prices a move on the grid of (CRB, RRB) pairs has K² choices; only three lines 
 are tried, both prices to one grid price, the CRB price alone and the RRB price alone,
 so the best found, and the regret, are lower bounds.
 
-With the number of levels known (``GameSettings.price_levels``, which the sweep and
-scenario files fit), every move's market makes its first admission pass from a table of
-offers (:mod:`edgesplit.game.offers`; one per line), which settles the move or bounds the
-mover's utility there. Only the moves whose bound may still reach the best are settled
-in full, highest bound first, each passed over once the best found is above its bound;
-a move whose bound is no more than a utility known at a higher price (equal at best, it
-comes after it among ties) is not settled either. Otherwise every move's market is
-settled, the number of levels then traced (it follows max_price / Δ). Either way the
-markets are settled a few at a time per scenario
-(:func:`~edgesplit.game.market.fold_markets`).
+Every move's market makes its first admission pass from the game's table of offers
+(:mod:`edgesplit.game.offers`; one per line, ``GameSettings.price_levels`` rows), which
+settles the move or bounds the mover's utility there. Only the moves whose bound may
+still reach the best are settled in full, highest bound first, a few at a time per
+scenario (:func:`~edgesplit.game.market.fold_markets`), each passed over once the best
+found is above its bound; a move whose bound is no more than a utility known at a higher
+price (equal at best, it comes after it among ties) is not settled either.
 """
 
 from __future__ import annotations
@@ -272,63 +269,13 @@ def best_on_grid(
     move reaches it, and the grid level at which it first reaches that (highest price
     first; values within 1e-12 relative count as equal), (P,) each, for ``movers`` (P,)
     server indices; the other servers' prices stay at ``price_crb``/``price_rrb`` (S,).
-    Movers that do not play get ``floor`` and level 0.
-
-    With ``settings.price_levels`` set, from :func:`best_on_table` (the game's ``table``
-    of offers where given, the others' offers as at these prices; a mover's result where
-    ``skip`` (P,) holds means nothing); otherwise every move's market is settled,
-    numbered level-major."""
-    if not settings.price_levels:
-        return _best_by_queue(scenario, options, settings, price_crb, price_rrb, movers, floor)
+    Movers that do not play get ``floor`` and level 0. From :func:`best_on_table` (the
+    game's ``table`` of offers where given, the others' offers as at these prices; a
+    mover's result where ``skip`` (P,) holds means nothing)."""
     tables, here = moves_from(scenario, options, settings, price_crb, price_rrb, table)
     best, level = best_on_table(
         scenario, options, settings, tables, here, price_crb, price_rrb, movers, floor, skip
     )
-    return _floored(best, level, floor)
-
-
-def _best_by_queue(scenario, options, settings, price_crb, price_rrb, movers, floor):
-    """:func:`best_on_grid` without the levels known: every move's market, numbered
-    level-major (every mover's moves to level 0, then to level 1, ...), settled on the
-    slots of :func:`~edgesplit.game.market.fold_markets`."""
-    servers = scenario.servers
-    lines = _lines(settings)
-    per_level = movers.shape[0] * lines
-    top = _top(scenario, options, movers)
-    count = (jnp.max(top) + 1) * per_level  # 0 when no mover plays
-
-    def move(index):
-        level, rest = index // per_level, index % per_level
-        server, line = movers[rest // lines], rest % lines
-        price = jnp.clip(
-            servers.max_price[server] - level * servers.price_step[server],
-            0.0, servers.max_price[server],
-        )  # fmt: skip
-        crb = jnp.where(line == 2, price_crb[server], price)
-        rrb = jnp.where(line == 1, price_rrb[server], price)
-        return price_crb.at[server].set(crb), price_rrb.at[server].set(rrb)
-
-    def record(best_level, indices, _, utility, settled):
-        def fold(slot, best_level):  # in slot order: the same sequence every time
-            best, level = best_level
-            index = indices[slot]
-            mover, at = (index % per_level) // lines, index // per_level
-            value = utility[slot, movers[mover]]
-            valid = settled[slot] & (at <= top[mover])
-            old, old_level = best[mover], level[mover]
-            slack = 1e-12 * jnp.maximum(jnp.abs(old), 1.0)
-            finite = jnp.isfinite(old)
-            higher = jnp.where(finite, value > old + slack, value > -jnp.inf)
-            tie = finite & (value >= old - slack) & (at < old_level)
-            return (
-                best.at[mover].set(jnp.where(valid, jnp.maximum(old, value), old)),
-                level.at[mover].set(jnp.where(valid & (higher | tie), at, old_level)),
-            )
-
-        return jax.lax.fori_loop(0, indices.shape[0], fold, best_level)
-
-    initial = (jnp.full(movers.shape, -jnp.inf, price_crb.dtype), jnp.zeros_like(movers))
-    best, level = fold_markets(scenario, options, settings, count, move, record, initial)
     return _floored(best, level, floor)
 
 
@@ -372,7 +319,7 @@ def batch_regret(scenarios, options, settings, price_crb, price_rrb, utility):
     tables and first passes, the games ordered by the first price anybody buys at (the
     rows their tables make); then their open moves, ordered by how many they have."""
     games = (scenarios, options, price_crb, price_rrb, utility)
-    if not settings.price_levels or not settings.grid_certificate:
+    if not settings.grid_certificate:
         return jax.vmap(lambda game: server_regret(*game[:2], settings, *game[2:]))(games)
     movers = jnp.arange(scenarios.servers.crb_hz.shape[-1])
 

@@ -8,12 +8,11 @@
   the same prices when ``update = "simultaneous"``, one after another seeing the moves
   before it when ``"sequential"``) moves to its best price on its whole grid against the
   others' current prices (:mod:`edgesplit.game.grid`; among equally good prices the
-  highest), if that gains more than ``min_gain`` over its utility where it is. With the
-  number of levels known, the game's table of offers
-  (:func:`~edgesplit.game.offers.offer_table`) serves every turn's moves and the final
-  regrets. Algorithm 1's stop rule: converged when a round moves no price, then every
-  server's regret is at most ``min_gain``, a pure equilibrium on the grid; a cycle when
-  the prices return to an earlier state; or the round limit.
+  highest), if that gains more than ``min_gain`` over its utility where it is. The
+  game's table of offers (:func:`~edgesplit.game.offers.offer_table`) serves every
+  turn's moves and the final regrets. Algorithm 1's stop rule: converged when a round
+  moves no price, then every server's regret is at most ``min_gain``, a pure equilibrium
+  on the grid; a cycle when the prices return to an earlier state; or the round limit.
 * ``enumerate``: every profile of grid prices (:mod:`edgesplit.game.profiles`: each
   market's first pass from the same table, settled in full only where that may decide
   the outcome). A profile is an equilibrium when no server gains more than ``min_gain``
@@ -33,10 +32,9 @@ import jax
 import jax.numpy as jnp
 
 from edgesplit.config import GameSettings
-from edgesplit.errors import InputError
 from edgesplit.game.algorithm1 import RUNNING, GameState, Status, Update, advance, end_round, start
 from edgesplit.game.fast_forward import state_after_descent
-from edgesplit.game.grid import best_on_grid, best_on_table, moves_from
+from edgesplit.game.grid import best_on_table, moves_from
 from edgesplit.game.market import fold_markets, markets_at
 from edgesplit.game.offers import OfferTable, offer_table
 from edgesplit.game.prices import prices_at
@@ -100,7 +98,7 @@ class LeaderRule:
         self, scenario: Scenario, options: Options, table=None
     ) -> tuple[Outcome, LineMemory | None]:  # fmt: skip
         """The price game to its end, and the lines whose best ``best_response``
-        remembers (:class:`LineMemory`; None for the other rules or without ``table``)."""
+        remembers (:class:`LineMemory`; None for the other rules)."""
         state, lines = jax.lax.while_loop(
             lambda carry: carry[0].running,
             partial(self.next_round_state, scenario, options, table),
@@ -122,23 +120,18 @@ class Local(LeaderRule):
 
 
 class BestResponse(LeaderRule):
-    """``best_response`` from the maximum prices; with the number of levels known, every
-    move from the game's table of offers and the lines of its last ``cycle_window``
-    rounds remembered."""
+    """``best_response`` from the maximum prices, every move from the game's table of
+    offers and the lines of its last ``cycle_window`` rounds remembered."""
 
     def rounds_table(self, scenario, options):
-        if self.settings.price_levels:
-            return offer_table(scenario, options, self.settings)
-        return None
+        return offer_table(scenario, options, self.settings)
 
     def first_round_state(self, scenario, options, table=None):
         servers, settings = scenario.servers, self.settings
         status = jnp.where(options.servers_play, RUNNING, Status.CONVERGED).astype(jnp.int32)
         steps, recent, checkpoint = state_after_descent(servers, 0, settings.cycle_window)
-        memory = None
-        if table is not None:
-            size = settings.cycle_window * servers.num_servers  # every mover of those rounds
-            memory = LineMemory.empty(servers.num_servers, size, table.price.dtype)
+        size = settings.cycle_window * servers.num_servers  # every mover of those rounds
+        memory = LineMemory.empty(servers.num_servers, size, servers.max_price.dtype)
         return GameState(steps, jnp.int32(0), status, recent, checkpoint, jnp.int32(0)), memory
 
     def next_round_state(self, scenario, options, table, carry):
@@ -158,13 +151,6 @@ class Enumerate(LeaderRule):
     """``enumerate``: no rounds; every profile from the game's table of offers."""
 
     def rounds_table(self, scenario, options):
-        if not self.settings.price_levels:
-            raise InputError(
-                "price_levels",
-                "leader = 'enumerate' needs the number of price levels per server: "
-                "settings.fit_levels(max over servers of config.price_levels(max_price, "
-                "price_step), number of servers)",
-            )
         return offer_table(scenario, options, self.settings)
 
     def play(self, scenario, options, table=None):
@@ -236,29 +222,25 @@ class LineMemory:
 
 def best_response_turn(
     scenario: Scenario, options: Options, settings: GameSettings, update: Update, table,
-    steps, memory: LineMemory | None, turn,
+    steps, memory: LineMemory, turn,
 ):  # fmt: skip
     """The steps after the movers of ``turn`` each take their best grid price, where it
     gains more than ``min_gain``, and the :class:`LineMemory` after it; from the game's
-    table of offers where the number of levels is known (else ``table`` and ``memory``
-    are None), searching only the lines not remembered."""
+    table of offers, searching only the lines not remembered."""
     servers = scenario.servers
     movers = update.movers(servers.num_servers, turn)
     price_crb, price_rrb = prices_at(servers, steps)
     _, here, _ = markets_at(scenario, options, settings, price_crb[None], price_rrb[None])
     floor = here[0, movers]
-    if table is None:
-        best, level = best_on_grid(scenario, options, settings, price_crb, price_rrb, movers, floor)
-    else:
-        levels = steps[:, 0]
-        known, known_best, known_level = memory.recall(movers, levels)
-        tables, here = moves_from(scenario, options, settings, price_crb, price_rrb, table)
-        best, level = best_on_table(
-            scenario, options, settings, tables, here, price_crb, price_rrb, movers, floor, known
-        )
-        best = jnp.where(known, known_best, best)
-        level = jnp.where(known, known_level, level)
-        memory = memory.remember(movers, levels, best, level, ~known & (best >= floor))
+    levels = steps[:, 0]
+    known, known_best, known_level = memory.recall(movers, levels)
+    tables, here = moves_from(scenario, options, settings, price_crb, price_rrb, table)
+    best, level = best_on_table(
+        scenario, options, settings, tables, here, price_crb, price_rrb, movers, floor, known
+    )
+    best = jnp.where(known, known_best, best)
+    level = jnp.where(known, known_level, level)
+    memory = memory.remember(movers, levels, best, level, ~known & (best >= floor))
     # A best below the floor (where none reaches it) gains nothing: no move.
     moves = (best - floor > settings.min_gain) & servers.active[movers]
     rows = jnp.where(moves[:, None], level[:, None], steps[movers])

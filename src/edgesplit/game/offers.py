@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from edgesplit.config import GameSettings
+from edgesplit.errors import InputError
 from edgesplit.game.admission import admission_pass, admitting, open_market
 from edgesplit.game.best_response import (
     OffloadTerms,
@@ -92,6 +93,12 @@ def offer_table(
     within which offers count as equal)."""
     servers = scenario.servers
     levels = settings.price_levels
+    if not levels:  # at trace time: 0 is the files' and the API's "fit it to the servers"
+        raise InputError(
+            "price_levels",
+            "must be set: the table of offers has one row per price level (fit it with "
+            "GameSettings.fit_levels, or call edgesplit.solve, which fits it)",
+        )
     if line_prices is None:
         price = grid_prices(scenario, settings)
         line_prices = (price, price)
