@@ -261,31 +261,13 @@ def moves_from(scenario, options, settings, price_crb, price_rrb, table=None):
     return line_tables(scenario, options, settings, price_crb, price_rrb, table), here
 
 
-def best_on_grid(
-    scenario: Scenario, options: Options, settings: GameSettings, price_crb, price_rrb,
-    movers, floor, table: OfferTable | None = None, skip=None,
-):  # fmt: skip
-    """Each mover's best utility (eq. 11) over its grid moves, or ``floor`` (P,) where no
-    move reaches it, and the grid level at which it first reaches that (highest price
-    first; values within 1e-12 relative count as equal), (P,) each, for ``movers`` (P,)
-    server indices; the other servers' prices stay at ``price_crb``/``price_rrb`` (S,).
-    Movers that do not play get ``floor`` and level 0. From :func:`best_on_table` (the
-    game's ``table`` of offers where given, the others' offers as at these prices; a
-    mover's result where ``skip`` (P,) holds means nothing)."""
-    tables, here = moves_from(scenario, options, settings, price_crb, price_rrb, table)
-    best, level = best_on_table(
-        scenario, options, settings, tables, here, price_crb, price_rrb, movers, floor, skip
-    )
-    return _floored(best, level, floor)
-
-
 def server_regret(
     scenario: Scenario, options: Options, settings: GameSettings, price_crb, price_rrb,
     utility, table: OfferTable | None = None, remembered=None,
 ):  # fmt: skip
     """(S,) the most each server gains by moving its price anywhere on its grid, the
     others' fixed, from its ``utility`` (S,) at these prices: >= 0, and 0 for servers
-    that do not play (:func:`best_on_grid`, from the game's ``table`` of offers where
+    that do not play (:func:`best_on_table`, from the game's ``table`` of offers where
     given). ``remembered`` = (known, best), (S,) each, where given: a server whose best
     is known is not searched again. Exact with joint prices, a lower bound with separate
     ones; NaN without ``settings.grid_certificate``."""
@@ -293,9 +275,11 @@ def server_regret(
         return jnp.full_like(utility, jnp.nan)
     movers = jnp.arange(scenario.servers.num_servers)
     known = None if remembered is None else remembered[0]
-    best, _ = best_on_grid(
-        scenario, options, settings, price_crb, price_rrb, movers, utility, table, known
+    at = moves_from(scenario, options, settings, price_crb, price_rrb, table)
+    found = best_on_table(
+        scenario, options, settings, *at, price_crb, price_rrb, movers, utility, known
     )
+    best, _ = _floored(*found, utility)
     if remembered is not None:
         best = jnp.where(known, remembered[1], best)
     return _regret(scenario, options, best, utility)
