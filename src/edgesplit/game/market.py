@@ -20,6 +20,7 @@ import jax.numpy as jnp
 
 from edgesplit.config import GameSettings
 from edgesplit.game.admission import (
+    Admission,
     admission_pass,
     admitting,
     open_market,
@@ -64,6 +65,17 @@ def responder(
         return choose(scenario, options, offload)
 
     return respond
+
+
+def next_pass(
+    scenario: Scenario, options: Options, settings: GameSettings, terms: OffloadTerms,
+    price_crb, price_rrb, admission: Admission,
+) -> Admission:  # fmt: skip
+    """One more admission pass at these prices, where the market is still admitting (an
+    ``admission`` settled stays as it is): a step of a market settled on a slot."""
+    respond = responder(scenario, options, settings, price_crb, price_rrb, terms)
+    after = admission_pass(scenario, price_crb, price_rrb, respond, admission)
+    return jax.tree.map(partial(jnp.where, admitting(scenario, admission)), after, admission)
 
 
 def server_sales(scenario: Scenario, choice: Choice, price_crb, price_rrb):
@@ -123,11 +135,6 @@ def fold_markets(
     terms = offload_terms(scenario)  # price-free: once for every market
     free = count  # the index of a free slot's market: none
 
-    def pass_in(price_crb, price_rrb, admission):
-        respond = responder(scenario, options, settings, price_crb, price_rrb, terms)
-        after = admission_pass(scenario, price_crb, price_rrb, respond, admission)
-        return jax.tree.map(partial(jnp.where, admitting(scenario, admission)), after, admission)
-
     def busy(carry):
         taken, market, *_ = carry
         return (taken < count) | jnp.any(market < free)
@@ -163,7 +170,9 @@ def fold_markets(
         )
         taken = taken + jnp.sum(offered, dtype=jnp.int32)
         # One admission pass in every slot; settled markets are folded in and freed.
-        admission = jax.vmap(pass_in)(price_crb, price_rrb, admission)
+        admission = jax.vmap(partial(next_pass, scenario, options, settings, terms))(
+            price_crb, price_rrb, admission
+        )
         settled = (market < free) & ~jax.vmap(partial(admitting, scenario))(admission)
         utility, _, _ = jax.vmap(partial(server_sales, scenario))(
             admission.choice, price_crb, price_rrb

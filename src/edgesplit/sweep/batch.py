@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 
 from edgesplit.config import GameSettings
-from edgesplit.game.admission import Admission, admission_pass, admitting, idle_choice, open_market
+from edgesplit.game.admission import Admission, admitting, idle_choice, open_market
 from edgesplit.game.algorithm1 import (
     RUNNING,
     GameState,
@@ -41,7 +41,7 @@ from edgesplit.game.best_response import Choice, OffloadTerms, offload_terms
 from edgesplit.game.fast_forward import descent_floor
 from edgesplit.game.grid import batch_regret
 from edgesplit.game.leaders import Outcome, leader_rule
-from edgesplit.game.market import responder, server_sales
+from edgesplit.game.market import next_pass, server_sales
 from edgesplit.game.prices import prices_at
 from edgesplit.game.solve import Solution, certify, solve
 from edgesplit.model.scenario import Scenario
@@ -323,12 +323,9 @@ def _admission_step(plan: QueuePlan, lane: _Lane) -> _Lane:
     slot_steps = lane.markets.steps[jnp.minimum(lane.slot_market, size - 1)]
     price_crb, price_rrb = jax.vmap(partial(prices_at, servers))(slot_steps)
 
-    def one_pass(price_crb, price_rrb, admission):
-        respond = responder(scenario, options, settings, price_crb, price_rrb, terms)
-        after = admission_pass(scenario, price_crb, price_rrb, respond, admission)
-        return jax.tree.map(partial(jnp.where, admitting(scenario, admission)), after, admission)
-
-    slots = jax.vmap(one_pass)(price_crb, price_rrb, lane.slots)
+    slots = jax.vmap(partial(next_pass, scenario, options, settings, terms))(
+        price_crb, price_rrb, lane.slots
+    )
     settles = playing & ~jax.vmap(partial(admitting, scenario))(slots)
     utility, crbs, rrbs = jax.vmap(partial(server_sales, scenario))(
         slots.choice, price_crb, price_rrb
