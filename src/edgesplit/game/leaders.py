@@ -83,7 +83,7 @@ class LeaderRule:
 
     def rounds_table(self, scenario: Scenario, options: Options) -> OfferTable | None:
         """The game's table of offers that the rule's rounds use, or None."""
-        return None
+        return offer_table(scenario, options, self.settings)
 
     def first_round_state(self, scenario: Scenario, options: Options, table=None):
         """``(state, memory)`` where the rule's rounds start."""
@@ -112,6 +112,9 @@ class Local(LeaderRule):
 
     queued = True
 
+    def rounds_table(self, scenario, options):
+        return None  # Algorithm 1's rounds settle their ±Δ markets directly
+
     def first_round_state(self, scenario, options, table=None):
         return start(scenario, options, self.settings), None
 
@@ -122,9 +125,6 @@ class Local(LeaderRule):
 class BestResponse(LeaderRule):
     """``best_response`` from the maximum prices, every move from the game's table of
     offers and the lines of its last ``cycle_window`` rounds remembered."""
-
-    def rounds_table(self, scenario, options):
-        return offer_table(scenario, options, self.settings)
 
     def first_round_state(self, scenario, options, table=None):
         servers, settings = scenario.servers, self.settings
@@ -149,9 +149,6 @@ class BestResponse(LeaderRule):
 
 class Enumerate(LeaderRule):
     """``enumerate``: no rounds; every profile from the game's table of offers."""
-
-    def rounds_table(self, scenario, options):
-        return offer_table(scenario, options, self.settings)
 
     def play(self, scenario, options, table=None):
         if table is None:
