@@ -33,6 +33,9 @@ Every ratio is measured side by side in one process on the same scenarios. Parts
   anatomy     where a Fig. 3 game's time goes, ms of core time a game by rate and scheme:
               Algorithm 1 on the game queue, and its certificate's table of offers, first
               passes and open moves settled in full
+  markets     Algorithm 1's markets on Fig. 3 games by rate and scheme: markets a game,
+              the share its first admission pass settles, the grid rows they visit, and
+              the market passes a table of offers' first pass would leave
 
 Writes results/bench/bench-DEVICE.json and .md: one report per run, holding the parts it ran
 (--only or --preset: some parts). The report it replaces, an earlier run's, is kept under its
@@ -64,8 +67,11 @@ from bench_scaling import commit, cpu_model
 from edgesplit import reference
 from edgesplit.config import GameSettings, Setup, price_levels
 from edgesplit.game import grid, offers
-from edgesplit.game.algorithm1 import start
-from edgesplit.game.market import market
+from edgesplit.game.admission import admitting, open_market
+from edgesplit.game.algorithm1 import Update, end_round, start, turn_markets, turn_outcome
+from edgesplit.game.best_response import offload_terms
+from edgesplit.game.market import market, next_pass, server_sales
+from edgesplit.game.prices import prices_at
 from edgesplit.io.sweep_file import read_sweep
 from edgesplit.model.schemes import Scheme, scheme_options
 from edgesplit.sweep import runner
@@ -89,6 +95,7 @@ PARTS = (
     "million",
     "leaders",
     "anatomy",
+    "markets",
 )
 # Run by default with --device gpu only; the Fig. 3 sweep's targets (batches) before the
 # longest part (million), so that a check cut short by its time limit still has them.
@@ -306,6 +313,143 @@ def anatomy(out: dict, games: int = 200, rates=(2.0, 6.0, 10.0, 14.0, 18.0)) -> 
                 "time a game".format(**rows[-1]),
             )
     out["anatomy"] = {"games": games, "rows": rows}
+
+
+def market_census(scenario, options, settings: GameSettings):
+    """Algorithm 1 played on one game as :meth:`~edgesplit.game.leaders.LeaderRule.play`
+    plays it, counting what the game queue settles: the markets of each turn that the turn
+    before did not play (the queue reuses those), how many of them their first admission
+    pass settles, their admission passes, and the grid levels any market visits (the rows
+    of a table of offers its first passes would read). Returns (rounds played after the
+    fast-forward, markets, settled by the first pass, passes, levels visited)."""
+    servers, update = scenario.servers, Update(settings.update)
+    terms = offload_terms(scenario)
+    markets_a_turn = 1 + update.movers(servers.num_servers, 0).shape[0] * len(settings.moves)
+
+    def settled(price_crb, price_rrb):
+        return jax.lax.while_loop(
+            functools.partial(admitting, scenario),
+            functools.partial(next_pass, scenario, options, settings, terms, price_crb, price_rrb),
+            open_market(scenario),
+        )
+
+    def turn(index, carry):
+        steps, previous, counts, visited = carry
+        movers = update.movers(servers.num_servers, index)
+        tried = turn_markets(servers, settings, steps, movers)
+        prices = jax.vmap(functools.partial(prices_at, servers))(tried)
+        admission = jax.vmap(settled)(*prices)
+        sales = jax.vmap(functools.partial(server_sales, scenario))
+        utility, crbs, rrbs = sales(admission.choice, *prices)
+        fresh = ~jnp.any(jnp.all(tried[:, None] == previous[None], axis=(2, 3)), axis=1)
+        counts = counts + jnp.stack([
+            jnp.sum(fresh), jnp.sum(fresh & (admission.passes <= 1)),
+            jnp.sum(jnp.where(fresh, admission.passes, 0)),
+        ]).astype(jnp.int32)  # fmt: skip
+        visited = visited.at[tried.reshape(-1)].set(True)
+        steps = turn_outcome(servers, settings, steps, movers, utility, crbs + rrbs)
+        return steps, tried, counts, visited
+
+    def round_(carry):
+        state, previous, counts, visited = carry
+        steps, previous, counts, visited = jax.lax.fori_loop(
+            0, update.turns(servers.num_servers), turn, (state.steps, previous, counts, visited)
+        )
+        return end_round(settings, state, steps), previous, counts, visited
+
+    first = start(scenario, options, settings)
+    state, _, counts, visited = jax.lax.while_loop(
+        lambda carry: carry[0].running,
+        round_,
+        (
+            first,
+            jnp.full((markets_a_turn, servers.num_servers, 2), -1, jnp.int32),
+            jnp.zeros(3, jnp.int32),
+            jnp.zeros(settings.price_levels, bool),
+        ),
+    )
+    return state.rounds - first.rounds, *counts, jnp.sum(visited, dtype=jnp.int32)
+
+
+PASSES_TIMED = 50
+"""Market passes a game makes in the timing of one (:func:`markets`)."""
+
+
+def markets(out: dict, games: int = 200, rates=(2.0, 6.0, 10.0, 14.0, 18.0)) -> None:
+    """Algorithm 1's markets on Fig. 3 games (:func:`market_census`), by rate and scheme:
+    rounds played, markets the game queue settles a game, the share its first admission
+    pass settles, passes a market, the grid rows the markets visit against the rows the
+    certificate's table of offers makes; and the market passes a game needs settled
+    directly against those a table's first pass would leave, with the measured core time
+    of one market pass and of one table row (the cost of the passes a table replaces, and
+    of the rows that replace them)."""
+    game = fig3_game()
+    census = jax.jit(
+        lambda sc, op: jax.lax.map(lambda one: market_census(*one, game), (sc, op), batch_size=16)
+    )
+    table = jax.jit(
+        lambda sc, op: jax.lax.map(
+            lambda one: offers.offer_table(*one, game).first_row, (sc, op), batch_size=16
+        )
+    )
+
+    def repeated_passes(scenario, option, terms, price_crb, price_rrb):
+        """:data:`PASSES_TIMED` first passes at prices a little apart (so that none is
+        hoisted out of the loop), the price-free terms made once, as the queue makes them."""
+
+        def one(index, total):
+            lower = price_crb - index * 1e-9
+            admission = next_pass(
+                scenario, option, game, terms, lower, price_rrb, open_market(scenario)
+            )
+            return total + jnp.sum(admission.choice.utility)
+
+        return jax.lax.fori_loop(0, PASSES_TIMED, one, 0.0)
+
+    passes = jax.jit(jax.vmap(repeated_passes))
+    rows = []
+    for rate in rates:
+        setup = FIG3.replace(mean_arrival_rate=rate)
+        keys = jax.random.split(jax.random.key(5), games)
+        scenarios = jax.vmap(lambda key, s=setup: sample_topology(key, s).scenario)(keys)
+        for scheme in (Scheme.PROPOSED, Scheme.EDGE_ONLY, Scheme.HEURISTIC):
+            options = jax.vmap(lambda sc, s=scheme: scheme_options(sc, jnp.int32(s)))(scenarios)
+            played, count, first, settled, visited = (
+                np.asarray(x) for x in census(scenarios, options)
+            )
+            # One pass of a market a quarter down the grid (60 of its 201 levels).
+            prices = jax.vmap(lambda sc: prices_at(sc.servers, jnp.full((2, 2), 60)))(scenarios)
+            core, results = {}, {}
+            for name, work, at in (
+                ("row", table, (scenarios, options)),
+                ("pass", passes, (scenarios, options, jax.vmap(offload_terms)(scenarios), *prices)),
+            ):
+                jax.block_until_ready(work(*at))  # compiled
+                begin = time.process_time()
+                results[name] = jax.block_until_ready(work(*at))
+                core[name] = (time.process_time() - begin) / games * 1e6
+            core["pass"] /= PASSES_TIMED
+            made_rows = game.price_levels - np.asarray(results["row"])
+            rows.append({
+                "rate": rate, "scheme": Scheme(scheme).label,
+                "rounds_played": float(played.mean()), "markets": float(count.mean()),
+                "first_pass_settles": float(first.sum() / max(count.sum(), 1)),
+                "passes_a_market": float(settled.sum() / max(count.sum(), 1)),
+                "rows_visited": float(visited.mean()), "rows_made": float(made_rows.mean()),
+                "passes_direct": float(settled.mean()),
+                "passes_after_table": float((settled - count).mean()),
+                "pass_us": core["pass"], "row_us": core["row"] / max(made_rows.mean(), 1.0),
+            })  # fmt: skip
+            say(
+                out,
+                "markets: λ = {rate:g}, {scheme}: {rounds_played:.1f} rounds played, "
+                "{markets:.1f} markets a game, {first_pass_settles:.1%} settled by their first "
+                "pass, {passes_a_market:.2f} passes a market; rows visited {rows_visited:.1f} "
+                "of {rows_made:.1f} made; market passes a game {passes_direct:.1f} settled "
+                "directly, {passes_after_table:.1f} after a table's first pass; one pass "
+                "{pass_us:.1f} µs, one table row {row_us:.1f} µs of core time".format(**rows[-1]),
+            )
+    out["markets"] = {"games": games, "rows": rows}
 
 
 def say(out: dict, line: str) -> None:
@@ -900,6 +1044,7 @@ def main(argv: list[str] | None = None) -> None:
                 out, scratch, args.leader_topologies, args.enumerate_topologies
             ),
             "anatomy": lambda: anatomy(out),
+            "markets": lambda: markets(out),
         }
         assert run.keys() == set(PARTS)
         for part in parts:
