@@ -327,6 +327,20 @@ def test_a_game_queue_plays_every_game_as_vmap_does(rng, settings):
             jax.tree.map(same_to_rounding, got, expected)
 
 
+def test_a_games_results_do_not_depend_on_the_batch_around_it(rng):
+    """A game solved in a batch of 21 and in a batch of 5 (neither a whole number of the
+    groups its cycle means are settled in) gives the same results bit for bit, its
+    utilities averaged over a cycle included: every group is a full one."""
+    _, scenarios, _ = random_batch(rng, 21)
+    settings = GameSettings(grid_certificate=False)
+    whole = solve_batch(scenarios, Scheme.PROPOSED, settings, 4)
+    cycles = np.flatnonzero(np.asarray(whole.cycle_length) > 1)
+    assert cycles.size >= 2, "no cycles to average over: the check would have no teeth"
+    picked = np.sort(np.concatenate([cycles[:3], np.setdiff1d(np.arange(21), cycles)[:2]]))
+    part = solve_batch(jax.tree.map(lambda x: x[picked], scenarios), Scheme.PROPOSED, settings, 4)
+    jax.tree.map(lambda a, b: np.testing.assert_array_equal(np.asarray(a)[picked], b), whole, part)
+
+
 def test_a_game_queue_program_does_not_grow_with_its_batch(rng):
     """The queue's program for 5,000 games is the one for 50 but for its shapes, so its
     compile time does not follow the batch (it did while the queue's results started as

@@ -67,7 +67,7 @@ class Solution:
 
 def certify(
     scenario, options, settings, price_crb, price_rrb, choice, market_utility, outcome: Outcome,
-    regret=None, table=None, lines=None,
+    regret=None, table=None, lines=None, cycle=None,
 ) -> Solution:  # fmt: skip
     """The solution whose devices settled on ``choice`` at these prices, where the leader
     rule's ``outcome`` left them, with its certificates; the servers' utility in the
@@ -75,7 +75,9 @@ def certify(
     servers' ``regret`` (:func:`~edgesplit.game.grid.server_regret`) is computed here
     unless given, from the game's ``table`` of offers where given, and the best of the
     lines there that ``best_response`` remembers (``lines``, a
-    :class:`~edgesplit.game.leaders.LineMemory`) where given."""
+    :class:`~edgesplit.game.leaders.LineMemory`) where given; so are the devices' and
+    servers' utilities averaged over a cycle (``cycle``,
+    :func:`~edgesplit.game.leaders.cycle_means`)."""
     utility, crbs_sold, rrbs_sold = server_sales(scenario, choice, price_crb, price_rrb)
     if regret is None:
         remembered = None
@@ -85,9 +87,9 @@ def certify(
         regret = server_regret(
             scenario, options, settings, price_crb, price_rrb, utility, table, remembered
         )
-    cycle_devices, cycle_servers = cycle_means(
-        scenario, options, settings, outcome, choice.utility, utility
-    )
+    if cycle is None:
+        cycle = cycle_means(scenario, options, settings, outcome, choice.utility, utility)
+    cycle_devices, cycle_servers = cycle
     return Solution(
         devices=choice,
         price_crb=price_crb,

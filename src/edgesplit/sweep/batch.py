@@ -39,8 +39,8 @@ from edgesplit.game.algorithm1 import (
 )
 from edgesplit.game.best_response import Choice, OffloadTerms, offload_terms
 from edgesplit.game.fast_forward import descent_floor
-from edgesplit.game.grid import batch_regret
-from edgesplit.game.leaders import Outcome, leader_rule
+from edgesplit.game.grid import batch_regret, in_groups
+from edgesplit.game.leaders import Outcome, cycle_means, leader_rule
 from edgesplit.game.market import next_pass, server_sales
 from edgesplit.game.prices import prices_at
 from edgesplit.game.solve import Solution, certify, solve
@@ -65,7 +65,9 @@ def solve_batch(
     plays its final markets again, with its own rounding, where the queue reuses those
     its rounds played, so a converged game's server gains are those its stop rule saw.
     The servers' regrets over their grids are settled for games of about as many open
-    moves together (:func:`~edgesplit.game.grid.batch_regret`).
+    moves together (:func:`~edgesplit.game.grid.batch_regret`), and the utilities averaged
+    over a cycle for games of about as long a cycle
+    (:func:`~edgesplit.game.grid.in_groups`).
 
     Jit-compiled with ``settings`` and ``lanes`` static; lanes change the speed, never
     the results. The other leader rules (``settings.leader``) play their games without
@@ -83,10 +85,18 @@ def solve_batch(
     ending = play_queue(scenarios, options, settings, lanes)
     price_crb, price_rrb = jax.vmap(prices_at)(scenarios.servers, ending.state.steps)
     utility = jax.vmap(server_sales)(scenarios, ending.choice, price_crb, price_rrb)[0]
+    outcome = jax.vmap(Outcome.of_game)(ending.state)
+    # Most games end in no cycle: grouped by cycle length, they settle no market for it.
+    cycle = in_groups(
+        outcome.cycle_length,
+        lambda game: cycle_means(game[0], game[1], settings, *game[2:]),
+        (scenarios, options, outcome, ending.choice.utility, utility),
+    )
     return jax.vmap(partial(certify, settings=settings))(
         scenarios, options, price_crb=price_crb, price_rrb=price_rrb, choice=ending.choice,
-        market_utility=ending.utility, outcome=jax.vmap(Outcome.of_game)(ending.state),
+        market_utility=ending.utility, outcome=outcome,
         regret=batch_regret(scenarios, options, settings, price_crb, price_rrb, utility),
+        cycle=cycle,
     )  # fmt: skip
 
 
