@@ -75,7 +75,7 @@ from edgesplit.game.prices import prices_at
 from edgesplit.io.sweep_file import read_sweep
 from edgesplit.model.schemes import Scheme, scheme_options
 from edgesplit.sweep import runner
-from edgesplit.sweep.batch import solve_batch
+from edgesplit.sweep.batch import GAMES_TOGETHER, batch_regret, solve_batch
 from edgesplit.sweep.chunks import chunk_solver, default_cpu_devices, default_game_lanes
 from edgesplit.sweep.compile_cache import ENVIRONMENT
 from edgesplit.sweep.topology import sample_topology
@@ -251,7 +251,7 @@ def leaders(out: dict, scratch: Path, topologies: int, enumerated: int) -> None:
 
 def anatomy(out: dict, games: int = 200, rates=(2.0, 6.0, 10.0, 14.0, 18.0)) -> None:
     """Where a Fig. 3 game's time goes, in ms of core time a game (process time, compiled,
-    ``games`` games a point, :data:`~edgesplit.game.grid.GAMES_TOGETHER` at a time as the
+    ``games`` games a point, :data:`~edgesplit.sweep.batch.GAMES_TOGETHER` at a time as the
     certificate groups them): Algorithm 1 on the game queue without the certificate, and
     the certificate at its outcome split into the table of offers, the first passes of
     every move from it, and the moves they leave open settled in full (the certificate
@@ -262,7 +262,7 @@ def anatomy(out: dict, games: int = 200, rates=(2.0, 6.0, 10.0, 14.0, 18.0)) -> 
 
     def grouped(work):
         return jax.jit(
-            lambda *at: jax.lax.map(lambda one: work(*one), at, batch_size=grid.GAMES_TOGETHER)
+            lambda *at: jax.lax.map(lambda one: work(*one), at, batch_size=GAMES_TOGETHER)
         )
 
     def table(scenario, options, *_):
@@ -277,7 +277,7 @@ def anatomy(out: dict, games: int = 200, rates=(2.0, 6.0, 10.0, 14.0, 18.0)) -> 
     parts = {
         "table": grouped(table),
         "passes": grouped(passes),
-        "certificate": jax.jit(lambda sc, op, *at: grid.batch_regret(sc, op, game, *at)),
+        "certificate": jax.jit(lambda sc, op, *at: batch_regret(sc, op, game, *at)),
     }
     rows = []
     for rate in rates:

@@ -34,7 +34,6 @@ from edgesplit.game.best_response import (
     offload_options,
     offload_terms,
 )
-from edgesplit.game.fast_forward import first_sale
 from edgesplit.game.market import fold_markets
 from edgesplit.game.offers import ROW_BLOCK, OfferTable, first_pass, offer_table
 from edgesplit.game.prices import top_step
@@ -282,57 +281,10 @@ def server_regret(
     best, _ = _floored(*found, utility)
     if remembered is not None:
         best = jnp.where(known, remembered[1], best)
-    return _regret(scenario, options, best, utility)
+    return regret_from(scenario, options, best, utility)
 
 
-def _regret(scenario, options, best, utility):
+def regret_from(scenario, options, best, utility):
     """(S,) each server's gain from its ``best`` move, 0 for servers that do not play."""
     plays = scenario.servers.active & options.servers_play
     return jnp.where(plays, jnp.maximum(best - utility, 0.0), 0.0)
-
-
-GAMES_TOGETHER = 16
-"""Games whose work :func:`in_groups` does in one vmapped step: games of about as much
-work, so that none waits long for the others, and enough of them that each step's
-kernels are wide."""
-
-
-def in_groups(key, work, games):
-    """``work`` mapped over a batch of ``games`` (leading axis), :data:`GAMES_TOGETHER` at
-    a time in the order of ``key`` (N,) and returned in the batch's order: a vmapped loop
-    runs as long as the longest game beside it, so games of about as much work (as
-    ``key`` ranks them) go together, and a group with none to do costs nothing. The last
-    group is filled up with copies of the first game in that order (the least work): a
-    smaller group would be another program, whose rounding may differ, and a game's
-    results would then depend on the batch around it."""
-    count = key.shape[0]
-    order = jnp.argsort(key)
-    filled = jnp.concatenate([order, jnp.full(-count % GAMES_TOGETHER, order[0])])
-    done = jax.lax.map(work, jax.tree.map(lambda x: x[filled], games), batch_size=GAMES_TOGETHER)
-    return jax.tree.map(lambda x: jnp.zeros_like(x[:count]).at[order].set(x[:count]), done)
-
-
-def batch_regret(scenarios, options, settings, price_crb, price_rrb, utility):
-    """:func:`server_regret` for a batch of games (leading axis), in groups
-    (:func:`in_groups`): first each game's tables and first passes, the games ordered by
-    the first price anybody buys at (the rows their tables make); then their open moves,
-    ordered by how many they have."""
-    games = (scenarios, options, price_crb, price_rrb, utility)
-    if not settings.grid_certificate:
-        return jax.vmap(lambda game: server_regret(*game[:2], settings, *game[2:]))(games)
-    movers = jnp.arange(scenarios.servers.crb_hz.shape[-1])
-
-    def screened(game):
-        scenario, option, crb, rrb, floor = game
-        tables, here = moves_from(scenario, option, settings, crb, rrb)
-        moves = open_moves(scenario, option, settings, tables, here, crb, rrb, movers, floor)
-        return tables, here, moves
-
-    def settled(game):
-        (scenario, option, crb, rrb, floor), (tables, here, moves) = game
-        best, _ = settle_open(scenario, option, settings, tables, here, crb, rrb, movers, moves)
-        return _regret(scenario, option, best, floor)
-
-    first = jax.vmap(lambda sc, op: jnp.min(first_sale(sc, op, settings)))(scenarios, options)
-    opened = in_groups(first, screened, games)
-    return in_groups(opened[2].count, settled, (games, opened))

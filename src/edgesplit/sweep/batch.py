@@ -13,7 +13,9 @@ previous turn played is not played again: after a price move of one server, two 
 2S + 1 markets of a round were played in the round before, and a converged game has
 played all its final markets. So the queue runs for about the total admission passes of
 the markets not yet played, over the slots. Each game follows exactly the rounds
-:meth:`~edgesplit.game.leaders.LeaderRule.play` (rule ``local``) would.
+:meth:`~edgesplit.game.leaders.LeaderRule.play` (rule ``local``) would. What is left to do
+after the games (the servers' regrets, the cycle means) is done for groups of games alike
+in work (:func:`in_groups`).
 """
 
 from __future__ import annotations
@@ -38,8 +40,8 @@ from edgesplit.game.algorithm1 import (
     turn_outcome,
 )
 from edgesplit.game.best_response import Choice, OffloadTerms, offload_terms
-from edgesplit.game.fast_forward import descent_floor
-from edgesplit.game.grid import batch_regret, in_groups
+from edgesplit.game.fast_forward import descent_floor, first_sale
+from edgesplit.game.grid import moves_from, open_moves, regret_from, server_regret, settle_open
 from edgesplit.game.leaders import Outcome, cycle_means, leader_rule
 from edgesplit.game.market import next_pass, server_sales
 from edgesplit.game.prices import prices_at
@@ -65,9 +67,8 @@ def solve_batch(
     plays its final markets again, with its own rounding, where the queue reuses those
     its rounds played, so a converged game's server gains are those its stop rule saw.
     The servers' regrets over their grids are settled for games of about as many open
-    moves together (:func:`~edgesplit.game.grid.batch_regret`), and the utilities averaged
-    over a cycle for games of about as long a cycle
-    (:func:`~edgesplit.game.grid.in_groups`).
+    moves together (:func:`batch_regret`), and the utilities averaged over a cycle for
+    games of about as long a cycle (:func:`in_groups`).
 
     Jit-compiled with ``settings`` and ``lanes`` static; lanes change the speed, never
     the results. The other leader rules (``settings.leader``) play their games without
@@ -98,6 +99,53 @@ def solve_batch(
         regret=batch_regret(scenarios, options, settings, price_crb, price_rrb, utility),
         cycle=cycle,
     )  # fmt: skip
+
+
+GAMES_TOGETHER = 16
+"""Games whose work :func:`in_groups` does in one vmapped step: games of about as much
+work, so that none waits long for the others, and enough of them that each step's
+kernels are wide."""
+
+
+def in_groups(key, work, games):
+    """``work`` mapped over a batch of ``games`` (leading axis), :data:`GAMES_TOGETHER` at
+    a time in the order of ``key`` (N,) and returned in the batch's order: a vmapped loop
+    runs as long as the longest game beside it, so games of about as much work (as
+    ``key`` ranks them) go together, and a group with none to do costs nothing. The last
+    group is filled up with copies of the first game in that order (the least work): a
+    smaller group would be another program, whose rounding may differ, and a game's
+    results would then depend on the batch around it."""
+    count = key.shape[0]
+    order = jnp.argsort(key)
+    filled = jnp.concatenate([order, jnp.full(-count % GAMES_TOGETHER, order[0])])
+    done = jax.lax.map(work, jax.tree.map(lambda x: x[filled], games), batch_size=GAMES_TOGETHER)
+    return jax.tree.map(lambda x: jnp.zeros_like(x[:count]).at[order].set(x[:count]), done)
+
+
+def batch_regret(scenarios, options, settings, price_crb, price_rrb, utility):
+    """:func:`~edgesplit.game.grid.server_regret` for a batch of games (leading axis), in groups
+    (:func:`in_groups`): first each game's tables and first passes, the games ordered by
+    the first price anybody buys at (the rows their tables make); then their open moves,
+    ordered by how many they have."""
+    games = (scenarios, options, price_crb, price_rrb, utility)
+    if not settings.grid_certificate:
+        return jax.vmap(lambda game: server_regret(*game[:2], settings, *game[2:]))(games)
+    movers = jnp.arange(scenarios.servers.crb_hz.shape[-1])
+
+    def screened(game):
+        scenario, option, crb, rrb, floor = game
+        tables, here = moves_from(scenario, option, settings, crb, rrb)
+        moves = open_moves(scenario, option, settings, tables, here, crb, rrb, movers, floor)
+        return tables, here, moves
+
+    def settled(game):
+        (scenario, option, crb, rrb, floor), (tables, here, moves) = game
+        best, _ = settle_open(scenario, option, settings, tables, here, crb, rrb, movers, moves)
+        return regret_from(scenario, option, best, floor)
+
+    first = jax.vmap(lambda sc, op: jnp.min(first_sale(sc, op, settings)))(scenarios, options)
+    opened = in_groups(first, screened, games)
+    return in_groups(opened[2].count, settled, (games, opened))
 
 
 @jax.tree_util.register_dataclass
