@@ -328,9 +328,9 @@ def test_a_game_queue_plays_every_game_as_vmap_does(rng, settings):
 
 
 def test_a_games_results_do_not_depend_on_the_batch_around_it(rng):
-    """A game solved in a batch of 21 and in a batch of 5 (neither a whole number of the
-    groups its cycle means are settled in) gives the same results bit for bit, its
-    utilities averaged over a cycle included: every group is a full one."""
+    """A game solved in a batch of 21 and in a batch of a few of them (neither a whole
+    number of the groups its cycle means are settled in) gives the same results bit for
+    bit, its utilities averaged over a cycle included: every group is a full one."""
     _, scenarios, _ = random_batch(rng, 21)
     settings = GameSettings(grid_certificate=False)
     whole = solve_batch(scenarios, Scheme.PROPOSED, settings, 4)
