@@ -116,10 +116,15 @@ def in_groups(key, work, games):
     smaller group would be another program, whose rounding may differ, and a game's
     results would then depend on the batch around it."""
     count = key.shape[0]
-    order = jnp.argsort(key)
-    filled = jnp.concatenate([order, jnp.full(-count % GAMES_TOGETHER, order[0])])
-    done = jax.lax.map(work, jax.tree.map(lambda x: x[filled], games), batch_size=GAMES_TOGETHER)
-    return jax.tree.map(lambda x: jnp.zeros_like(x[:count]).at[order].set(x[:count]), done)
+    # Index arithmetic alike for every batch size, so that the program's structure does
+    # not depend on how many games fill the last group up.
+    position = jnp.arange(-(-count // GAMES_TOGETHER) * GAMES_TOGETHER)
+    game = jnp.argsort(key)[jnp.where(position < count, position, 0)]
+    done = jax.lax.map(work, jax.tree.map(lambda x: x[game], games), batch_size=GAMES_TOGETHER)
+    into = jnp.where(position < count, game, count)  # the copies' results are dropped
+    return jax.tree.map(
+        lambda x: jnp.zeros((count, *x.shape[1:]), x.dtype).at[into].set(x, mode="drop"), done
+    )
 
 
 def batch_regret(scenarios, options, settings, price_crb, price_rrb, utility):
