@@ -316,28 +316,28 @@ def test_a_game_queue_plays_every_game_as_vmap_does(rng, settings):
     rounding, since the two programs settle the games in differently fused XLA code (a
     fused multiply-add in one and not the other moves the last bit)."""
     problems, scenarios, _ = random_batch(rng, 24)
-    queued = jax.jit(
-        lambda sc, k, lanes: solve_batch(sc, k, settings, lanes), static_argnames="lanes"
-    )
     for scheme in Scheme:
         expected = solve_each(scenarios, np.full(len(problems), scheme), settings)
         assert len(set(np.asarray(expected.rounds).tolist())) > 1 or scheme == Scheme.USER_ONLY
         for lanes in (1, 5, 24):
-            got = queued(scenarios, int(scheme), lanes=lanes)
+            got = solve_batch(scenarios, int(scheme), settings, lanes)
             jax.tree.map(same_to_rounding, got, expected)
 
 
 def test_a_games_results_do_not_depend_on_the_batch_around_it(rng):
-    """A game solved in a batch of 21 and in a batch of a few of them (neither a whole
+    """A game solved in a batch of 24 and in a batch of a few of them (neither a whole
     number of the groups its cycle means are settled in) gives the same results bit for
     bit, its utilities averaged over a cycle included: every group is a full one."""
-    _, scenarios, _ = random_batch(rng, 21)
+    # The batch of the game queue's test (tests above), so that the two share a program.
+    _, scenarios, _ = random_batch(rng, 24)
     settings = GameSettings(grid_certificate=False)
-    whole = solve_batch(scenarios, Scheme.PROPOSED, settings, 4)
+    whole = solve_batch(scenarios, int(Scheme.PROPOSED), settings, 5)
     cycles = np.flatnonzero(np.asarray(whole.cycle_length) > 1)
     assert cycles.size >= 2, "no cycles to average over: the check would have no teeth"
-    picked = np.sort(np.concatenate([cycles[:3], np.setdiff1d(np.arange(21), cycles)[:2]]))
-    part = solve_batch(jax.tree.map(lambda x: x[picked], scenarios), Scheme.PROPOSED, settings, 4)
+    picked = np.sort(np.concatenate([cycles[:3], np.setdiff1d(np.arange(24), cycles)[:2]]))
+    part = solve_batch(
+        jax.tree.map(lambda x: x[picked], scenarios), int(Scheme.PROPOSED), settings, 5
+    )
     jax.tree.map(lambda a, b: np.testing.assert_array_equal(np.asarray(a)[picked], b), whole, part)
 
 
