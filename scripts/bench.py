@@ -385,11 +385,15 @@ def markets(out: dict, games: int = 200, rates=(2.0, 6.0, 10.0, 14.0, 18.0)) -> 
     of the rows that replace them)."""
     game = fig3_game()
     census = jax.jit(
-        lambda sc, op: jax.lax.map(lambda one: market_census(*one, game), (sc, op), batch_size=16)
+        lambda sc, op: jax.lax.map(
+            lambda one: market_census(*one, game), (sc, op), batch_size=GAMES_TOGETHER
+        )
     )
     table = jax.jit(
         lambda sc, op: jax.lax.map(
-            lambda one: offers.offer_table(*one, game).first_row, (sc, op), batch_size=16
+            lambda one: offers.offer_table(*one, game).first_row,
+            (sc, op),
+            batch_size=GAMES_TOGETHER,
         )
     )
 
@@ -406,7 +410,7 @@ def markets(out: dict, games: int = 200, rates=(2.0, 6.0, 10.0, 14.0, 18.0)) -> 
 
         return jax.lax.fori_loop(0, PASSES_TIMED, one, 0.0)
 
-    passes = jax.jit(jax.vmap(repeated_passes))
+    timed_passes = jax.jit(jax.vmap(repeated_passes))
     rows = []
     for rate in rates:
         setup = FIG3.replace(mean_arrival_rate=rate)
@@ -414,7 +418,7 @@ def markets(out: dict, games: int = 200, rates=(2.0, 6.0, 10.0, 14.0, 18.0)) -> 
         scenarios = jax.vmap(lambda key, s=setup: sample_topology(key, s).scenario)(keys)
         for scheme in (Scheme.PROPOSED, Scheme.EDGE_ONLY, Scheme.HEURISTIC):
             options = jax.vmap(lambda sc, s=scheme: scheme_options(sc, jnp.int32(s)))(scenarios)
-            played, count, first, settled, visited = (
+            played, count, first, passes, visited = (
                 np.asarray(x) for x in census(scenarios, options)
             )
             # One pass of a market a quarter down the grid (60 of its 201 levels).
@@ -422,7 +426,11 @@ def markets(out: dict, games: int = 200, rates=(2.0, 6.0, 10.0, 14.0, 18.0)) -> 
             core, results = {}, {}
             for name, work, at in (
                 ("row", table, (scenarios, options)),
-                ("pass", passes, (scenarios, options, jax.vmap(offload_terms)(scenarios), *prices)),
+                (
+                    "pass",
+                    timed_passes,
+                    (scenarios, options, jax.vmap(offload_terms)(scenarios), *prices),
+                ),
             ):
                 jax.block_until_ready(work(*at))  # compiled
                 begin = time.process_time()
@@ -434,10 +442,10 @@ def markets(out: dict, games: int = 200, rates=(2.0, 6.0, 10.0, 14.0, 18.0)) -> 
                 "rate": rate, "scheme": Scheme(scheme).label,
                 "rounds_played": float(played.mean()), "markets": float(count.mean()),
                 "first_pass_settles": float(first.sum() / max(count.sum(), 1)),
-                "passes_a_market": float(settled.sum() / max(count.sum(), 1)),
+                "passes_a_market": float(passes.sum() / max(count.sum(), 1)),
                 "rows_visited": float(visited.mean()), "rows_made": float(made_rows.mean()),
-                "passes_direct": float(settled.mean()),
-                "passes_after_table": float((settled - count).mean()),
+                "passes_direct": float(passes.mean()),
+                "passes_after_table": float((passes - count).mean()),
                 "pass_us": core["pass"], "row_us": core["row"] / max(made_rows.mean(), 1.0),
             })  # fmt: skip
             say(
